@@ -1,0 +1,105 @@
+// Package disk is the one abstraction hostos uses for image files and block devices alike.
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Disk is a random-access device: an image file or a block device.
+type Disk interface {
+	io.ReaderAt
+	io.WriterAt
+	// Size is the size in bytes.
+	Size() int64
+	// SectorSize is the logical sector size in bytes.
+	SectorSize() int
+	// Sync flushes written data to stable storage.
+	Sync() error
+	// Path names the file or device, for external tools that take a path and an offset.
+	Path() string
+	Close() error
+}
+
+// File is a Disk backed by an image file or a block device node.
+type File struct {
+	f          *os.File
+	size       int64
+	sectorSize int
+}
+
+var _ Disk = (*File)(nil)
+
+// DefaultSectorSize is the sector size of image files.
+const DefaultSectorSize = 512
+
+// Open opens an image file or block device; writable opens it read-write.
+func Open(path string, writable bool) (*File, error) {
+	flag := os.O_RDONLY
+	if writable {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	d := &File{f: f, size: fi.Size(), sectorSize: DefaultSectorSize}
+	switch {
+	case fi.Mode().IsRegular():
+	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
+		size, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: size of block device: %w", path, err)
+		}
+		ss, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: sector size of block device: %w", path, err)
+		}
+		d.size, d.sectorSize = int64(size), ss
+	case fi.IsDir():
+		f.Close()
+		return nil, fmt.Errorf("%s: is a directory, not a disk image", path)
+	default:
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file or block device", path)
+	}
+	return d, nil
+}
+
+// Create creates (or truncates) a sparse image file of the given size.
+func Create(path string, size int64) (*File, error) {
+	if size <= 0 {
+		return nil, errors.New("image size must be positive")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &File{f: f, size: size, sectorSize: DefaultSectorSize}, nil
+}
+
+func (d *File) ReadAt(p []byte, off int64) (int, error)  { return d.f.ReadAt(p, off) }
+func (d *File) WriteAt(p []byte, off int64) (int, error) { return d.f.WriteAt(p, off) }
+func (d *File) Size() int64                              { return d.size }
+func (d *File) SectorSize() int                          { return d.sectorSize }
+func (d *File) Sync() error                              { return d.f.Sync() }
+func (d *File) Path() string                             { return d.f.Name() }
+func (d *File) Close() error                             { return d.f.Close() }
+
+// Section returns a reader over [off, off+n) of d.
+func Section(d io.ReaderAt, off, n int64) *io.SectionReader { return io.NewSectionReader(d, off, n) }
