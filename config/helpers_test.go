@@ -1,0 +1,42 @@
+package config
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// needTool returns the path of an external tool, skipping the test when it is missing locally and
+// failing it under CI (CI set in the environment).
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed: %v", name, err)
+	}
+	return p
+}
+
+// referenceFile locates a file of the shared reference directory, which lives beside the repository
+// (../shared/reference from the repository root); missing skips locally and fails under CI.
+func referenceFile(t *testing.T, name string) string {
+	t.Helper()
+	for _, dir := range []string{
+		filepath.Join("..", "..", "shared", "reference"),
+		"/work/shared/reference",
+	} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("reference file %s not found beside the repository", name)
+	}
+	t.Skipf("reference file %s not found", name)
+	return ""
+}
