@@ -1,0 +1,203 @@
+package tree
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// openTar opens a plain or compressed tar archive; total is the size of the file.
+func openTar(src string) (io.ReadCloser, int64, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, 0, fmt.Errorf("tar archive %s: %w", src, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("tar archive %s: %w", src, err)
+	}
+	br := bufio.NewReaderSize(f, 1<<20)
+	head, _ := br.Peek(len(magicXz))
+	var r io.Reader
+	var closeFn func() error
+	switch {
+	case bytes.HasPrefix(head, magicGzip):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("tar archive %s: gzip: %w", src, err)
+		}
+		r, closeFn = zr, zr.Close
+	case bytes.HasPrefix(head, magicZstd):
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("tar archive %s: zstd: %w", src, err)
+		}
+		r, closeFn = zr, func() error { zr.Close(); return nil }
+	case bytes.HasPrefix(head, magicXz):
+		xr, err := newXzReader(br)
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("tar archive %s: xz: %w", src, err)
+		}
+		r, closeFn = xr, xr.Close
+	default:
+		r, closeFn = br, func() error { return nil }
+	}
+	return &countedFile{Reader: r, f: f, closeFn: closeFn}, fi.Size(), nil
+}
+
+// countedFile reads a decompressed stream and reports progress in bytes of the file underneath.
+type countedFile struct {
+	io.Reader
+	f       *os.File
+	closeFn func() error
+}
+
+func (c *countedFile) Close() error {
+	err := c.closeFn()
+	if cerr := c.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// xzReader decompresses with the xz tool, several times faster than a Go decoder.
+type xzReader struct {
+	io.Reader
+	cmd    *exec.Cmd
+	stderr bytes.Buffer
+}
+
+func newXzReader(r io.Reader) (*xzReader, error) {
+	x := &xzReader{cmd: exec.Command("xz", "--decompress", "--stdout", "--threads=0")}
+	x.cmd.Stdin = r
+	x.cmd.Stderr = &x.stderr
+	out, err := x.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := x.cmd.Start(); err != nil {
+		return nil, err
+	}
+	x.Reader = &xzChecked{r: out, x: x}
+	return x, nil
+}
+
+// xzChecked turns a failing xz run into a read error at the end of its output.
+type xzChecked struct {
+	r    io.Reader
+	x    *xzReader
+	done bool
+}
+
+func (c *xzChecked) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	if errors.Is(err, io.EOF) && !c.done {
+		c.done = true
+		if werr := c.x.cmd.Wait(); werr != nil {
+			return n, fmt.Errorf("xz: %w: %s", werr, strings.TrimSpace(c.x.stderr.String()))
+		}
+	}
+	return n, err
+}
+
+func (x *xzReader) Close() error {
+	if x.cmd.ProcessState == nil {
+		x.cmd.Process.Kill()
+		x.cmd.Wait()
+	}
+	return nil
+}
+
+// openImage flattens an OCI image layout or docker save archive into one tar stream, whiteouts applied.
+func openImage(src string, kind Kind) (io.ReadCloser, error) {
+	var img v1.Image
+	var err error
+	if kind == KindOCI {
+		img, err = layoutImage(src)
+	} else {
+		img, err = tarball.ImageFromPath(src, nil)
+		if err != nil {
+			err = fmt.Errorf("docker archive %s: %w", src, err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return mutate.Extract(img), nil
+}
+
+// layoutImage picks the image of an OCI layout: the only one, or the linux/amd64 one.
+func layoutImage(dir string) (v1.Image, error) {
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+	}
+	type found struct {
+		idx  v1.ImageIndex
+		desc v1.Descriptor
+	}
+	var images []found
+	var walk func(v1.ImageIndex, int) error
+	walk = func(ix v1.ImageIndex, depth int) error {
+		m, err := ix.IndexManifest()
+		if err != nil {
+			return err
+		}
+		for _, d := range m.Manifests {
+			switch {
+			case d.MediaType.IsImage():
+				images = append(images, found{ix, d})
+			case d.MediaType.IsIndex() && depth < 4:
+				child, err := ix.ImageIndex(d.Digest)
+				if err != nil {
+					return err
+				}
+				if err := walk(child, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(idx, 0); err != nil {
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+	}
+	var pick []found
+	if len(images) == 1 {
+		pick = images
+	} else {
+		for _, f := range images {
+			if p := f.desc.Platform; p != nil && p.OS == "linux" && p.Architecture == "amd64" {
+				pick = append(pick, f)
+			}
+		}
+	}
+	switch len(pick) {
+	case 0:
+		return nil, fmt.Errorf("OCI layout %s: %d images and none for linux/amd64", dir, len(images))
+	case 1:
+	default:
+		return nil, fmt.Errorf("OCI layout %s: %d images for linux/amd64", dir, len(pick))
+	}
+	img, err := pick[0].idx.Image(pick[0].desc.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("OCI layout %s: image %s: %w", dir, pick[0].desc.Digest, err)
+	}
+	return img, nil
+}

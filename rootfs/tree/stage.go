@@ -1,0 +1,537 @@
+package tree
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnsafePath is returned for an archive entry that would land outside the root.
+var ErrUnsafePath = errors.New("unsafe path")
+
+// Stage extracts a tar archive, an OCI image layout or a docker save archive into dir (created, or empty)
+// and lists the fixups the filesystem needs afterwards. Nothing is written outside dir: parents are opened
+// without following symlinks. On error dir holds a partial extraction for the caller to remove.
+// progress, when not nil, is called with bytes read so far and the total, or 0 when the total is unknown.
+func Stage(ctx context.Context, src, dir string, progress func(done, total int64)) (*Staged, error) {
+	kind, err := Detect(src)
+	if err != nil {
+		return nil, err
+	}
+	var rc io.ReadCloser
+	var total int64
+	switch kind {
+	case KindTar:
+		rc, total, err = openTar(src)
+	case KindOCI, KindDockerArchive:
+		rc, err = openImage(src, kind)
+	default:
+		return nil, fmt.Errorf("stage %s: a %s source is used as it is, not staged", src, kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var r io.Reader = rc
+	if progress != nil {
+		r = &progressReader{r: rc, total: total, fn: progress}
+	}
+	s, err := newStager(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	tr := tar.NewReader(r)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("stage %s: %w", src, err)
+		}
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
+		}
+		if err := s.add(h, tr); err != nil {
+			return nil, fmt.Errorf("stage %s: %w", src, err)
+		}
+	}
+	// Drain what follows the end-of-archive marker so compressed streams are checked to their end.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
+	}
+	if p, ok := r.(*progressReader); ok {
+		p.report()
+	}
+	st, err := s.finish()
+	if err != nil {
+		return nil, fmt.Errorf("stage %s: %w", src, err)
+	}
+	return st, nil
+}
+
+type progressReader struct {
+	r                 io.Reader
+	done, total, last int64
+	fn                func(done, total int64)
+}
+
+const progressStep = 1 << 20
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if p.done-p.last >= progressStep {
+		p.report()
+	}
+	return n, err
+}
+
+func (p *progressReader) report() {
+	p.last = p.done
+	p.fn(p.done, p.total)
+}
+
+// node is the wanted state of one path of the tree.
+type node struct {
+	typ          byte // tar type flag
+	perm         uint32
+	uid, gid     uint32
+	mtime        time.Time
+	major, minor uint32
+	xattrs       map[string][]byte
+	size         int64
+	// link is the path of the first name of a hard-linked inode; linkMeta its metadata at link time.
+	link     string
+	linkMeta *node
+}
+
+func (n *node) staged() bool { return n.typ != tar.TypeChar && n.typ != tar.TypeBlock }
+
+type stager struct {
+	dir    string
+	root   int
+	nodes  map[string]*node
+	newest time.Time
+}
+
+func newStager(dir string) (*stager, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("staging directory %s: %w", dir, err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("staging directory %s: %w", dir, err)
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		f.Close()
+		return nil, fmt.Errorf("staging directory %s: %w", dir, err)
+	}
+	if len(names) > 0 {
+		f.Close()
+		return nil, fmt.Errorf("staging directory %s: not empty", dir)
+	}
+	root, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("staging directory %s: %w", dir, err)
+	}
+	return &stager{dir: dir, root: root, nodes: map[string]*node{}}, nil
+}
+
+func (s *stager) close() { unix.Close(s.root) }
+
+// cleanName turns an archive name into a clean path relative to the root ("" for the root itself).
+func cleanName(name string) (string, error) {
+	n := strings.TrimLeft(name, "/")
+	for _, c := range strings.Split(n, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("entry %q: %w", name, ErrUnsafePath)
+		}
+	}
+	if strings.ContainsAny(n, "\n\r") {
+		return "", fmt.Errorf("entry %q: file name holds a line break, which debugfs cannot address", name)
+	}
+	n = path.Clean(n)
+	if n == "." {
+		return "", nil
+	}
+	return n, nil
+}
+
+// parent opens the directory holding name, creating missing directories and refusing symlinks on the way.
+func (s *stager) parent(name string, mtime time.Time) (int, string, error) {
+	fd, err := unix.Dup(s.root)
+	if err != nil {
+		return -1, "", err
+	}
+	dir, base := path.Split(name)
+	if dir == "" {
+		return fd, base, nil
+	}
+	walked := ""
+	for _, c := range strings.Split(strings.TrimSuffix(dir, "/"), "/") {
+		walked = path.Join(walked, c)
+		next, err := unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) {
+			if err = unix.Mkdirat(fd, c, 0o700); err == nil {
+				s.nodes[walked] = &node{typ: tar.TypeDir, perm: 0o755, mtime: mtime}
+				next, err = unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			}
+		}
+		unix.Close(fd)
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			return -1, "", fmt.Errorf("entry %q: parent %q is not a directory: %w", name, walked, ErrUnsafePath)
+		}
+		if err != nil {
+			return -1, "", fmt.Errorf("entry %q: parent %q: %w", name, walked, err)
+		}
+		fd = next
+	}
+	return fd, base, nil
+}
+
+func metaOf(h *tar.Header) *node {
+	n := &node{
+		typ:   h.Typeflag,
+		perm:  uint32(h.Mode) & 0o7777,
+		uid:   uint32(h.Uid),
+		gid:   uint32(h.Gid),
+		mtime: h.ModTime,
+		major: uint32(h.Devmajor),
+		minor: uint32(h.Devminor),
+		size:  h.Size,
+	}
+	if n.typ == tar.TypeRegA {
+		n.typ = tar.TypeReg
+	}
+	for k, v := range h.PAXRecords {
+		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+			if n.xattrs == nil {
+				n.xattrs = map[string][]byte{}
+			}
+			n.xattrs[name] = []byte(v)
+		}
+	}
+	return n
+}
+
+// forget drops the wanted state of name and everything under it.
+func (s *stager) forget(name string) {
+	delete(s.nodes, name)
+	prefix := name + "/"
+	for p := range s.nodes {
+		if strings.HasPrefix(p, prefix) {
+			delete(s.nodes, p)
+		}
+	}
+}
+
+func (s *stager) add(h *tar.Header, r io.Reader) error {
+	switch h.Typeflag {
+	case tar.TypeXGlobalHeader:
+		return nil
+	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	default:
+		return fmt.Errorf("entry %q: unsupported type %q", h.Name, h.Typeflag)
+	}
+	name, err := cleanName(h.Name)
+	if err != nil {
+		return err
+	}
+	n := metaOf(h)
+	if h.ModTime.After(s.newest) {
+		s.newest = h.ModTime
+	}
+	if name == "" {
+		if n.typ != tar.TypeDir {
+			return fmt.Errorf("entry %q: the root must be a directory", h.Name)
+		}
+		s.nodes[""] = n
+		return nil
+	}
+	pfd, base, err := s.parent(name, h.ModTime)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+
+	var st unix.Stat_t
+	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+	if exists && n.typ == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		s.nodes[name] = n
+		return nil
+	}
+	if exists {
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			err = os.RemoveAll(filepath.Join(s.dir, filepath.FromSlash(name)))
+		} else {
+			err = unix.Unlinkat(pfd, base, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("entry %q: replace: %w", h.Name, err)
+		}
+	}
+	s.forget(name)
+
+	switch n.typ {
+	case tar.TypeReg:
+		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+		f := os.NewFile(uintptr(fd), name)
+		_, err = io.Copy(f, r)
+		if err == nil {
+			err = unix.Fchmod(fd, n.perm|0o400)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	case tar.TypeDir:
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(h.Linkname, pfd, base); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	case tar.TypeFifo:
+		err := unix.Mknodat(pfd, base, unix.S_IFIFO|n.perm, 0)
+		if err == nil {
+			err = unix.Fchmodat(pfd, base, n.perm, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	case tar.TypeLink:
+		target, err := cleanName(h.Linkname)
+		if err != nil {
+			return fmt.Errorf("entry %q: hard link: %w", h.Name, err)
+		}
+		for {
+			t, ok := s.nodes[target]
+			if !ok || target == "" {
+				return fmt.Errorf("entry %q: hard link to missing %q", h.Name, h.Linkname)
+			}
+			if t.typ != tar.TypeLink {
+				break
+			}
+			target = t.link
+		}
+		t := s.nodes[target]
+		if t.typ == tar.TypeDir {
+			return fmt.Errorf("entry %q: hard link to directory %q", h.Name, h.Linkname)
+		}
+		meta := *t
+		n = &node{typ: tar.TypeLink, link: target, linkMeta: &meta}
+		if t.staged() {
+			tfd, tbase, err := s.parent(target, h.ModTime)
+			if err != nil {
+				return err
+			}
+			err = unix.Linkat(tfd, tbase, pfd, base, 0)
+			unix.Close(tfd)
+			if err != nil {
+				return fmt.Errorf("entry %q: hard link: %w", h.Name, err)
+			}
+		}
+	}
+	s.nodes[name] = n
+	return nil
+}
+
+// finish sets the staged modes and times and computes the counts and the fixups.
+func (s *stager) finish() (*Staged, error) {
+	if _, ok := s.nodes[""]; !ok {
+		s.nodes[""] = &node{typ: tar.TypeDir, perm: 0o755, mtime: s.newest}
+	}
+	paths := make([]string, 0, len(s.nodes))
+	for p := range s.nodes {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+
+	out := &Staged{Dir: s.dir, Entries: len(paths)}
+	var mknods, links, attrs, mtimes []Fixup
+	linkCount := map[string]int{}
+	dirBytes := map[string]int64{}
+	touched := map[string]bool{}
+	for _, p := range paths {
+		n := s.nodes[p]
+		abs := "/" + p
+		if p != "" {
+			dirBytes[path.Dir("/"+p)] += direntSize(path.Base(p))
+		}
+		if n.typ == tar.TypeLink {
+			t := s.nodes[n.link]
+			switch {
+			case t != nil && !t.staged() && !n.linkMeta.staged():
+				if linkCount[n.link] == 0 {
+					linkCount[n.link] = 1
+				}
+				linkCount[n.link]++
+				links = append(links, Fixup{Op: OpLink, Path: abs, Target: "/" + n.link, Links: linkCount[n.link]})
+				touched[path.Dir(abs)] = true
+				continue
+			case t != nil && t.staged() && n.linkMeta.staged():
+				same, err := s.sameInode(p, n.link)
+				if err != nil {
+					return nil, err
+				}
+				if same {
+					continue
+				}
+			}
+			// The first name was replaced after the link was made: the link keeps its own inode.
+			n = n.linkMeta
+		}
+		switch n.typ {
+		case tar.TypeChar, tar.TypeBlock:
+			mode := uint32(unix.S_IFCHR)
+			if n.typ == tar.TypeBlock {
+				mode = unix.S_IFBLK
+			}
+			mknods = append(mknods, Fixup{Op: OpMknod, Path: abs, Mode: mode, Major: n.major, Minor: n.minor})
+			attrs = append(attrs,
+				Fixup{Op: OpOwner, Path: abs, UID: n.uid, GID: n.gid},
+				Fixup{Op: OpMode, Path: abs, Mode: mode | n.perm})
+			attrs = append(attrs, xattrFixups(abs, n)...)
+			mtimes = append(mtimes, Fixup{Op: OpMtime, Path: abs, Time: n.mtime})
+			touched[path.Dir(abs)] = true
+			continue
+		case tar.TypeDir:
+			out.Dirs++
+			dirBytes[abs] += 24
+			if err := s.chmod(p, n.perm|0o700); err != nil {
+				return nil, err
+			}
+		case tar.TypeReg:
+			out.Files++
+			out.Bytes += n.size
+			out.usage = append(out.usage, n.size)
+		case tar.TypeSymlink:
+			var st unix.Stat_t
+			if err := s.lstat(p, &st); err != nil {
+				return nil, err
+			}
+			if st.Size > fastSymlinkMax {
+				out.usage = append(out.usage, st.Size)
+			}
+		}
+		if p == "" {
+			attrs = append(attrs, rootFixups(n.uid, n.gid, n.perm, n.mtime)...)
+			attrs = append(attrs, xattrFixups("/", n)...)
+			continue
+		}
+		var st unix.Stat_t
+		if err := s.lstat(p, &st); err != nil {
+			return nil, err
+		}
+		if st.Uid != n.uid || st.Gid != n.gid {
+			attrs = append(attrs, Fixup{Op: OpOwner, Path: abs, UID: n.uid, GID: n.gid})
+		}
+		if n.typ != tar.TypeSymlink && st.Mode&0o7777 != n.perm {
+			attrs = append(attrs, Fixup{Op: OpMode, Path: abs, Mode: st.Mode&unix.S_IFMT | n.perm})
+		}
+		attrs = append(attrs, xattrFixups(abs, n)...)
+		if err := s.setTime(p, n.mtime); err != nil {
+			return nil, err
+		}
+	}
+	for d := range touched {
+		if n, ok := s.nodes[strings.TrimPrefix(d, "/")]; ok {
+			mtimes = append(mtimes, Fixup{Op: OpMtime, Path: d, Time: n.mtime})
+		}
+	}
+	sort.SliceStable(mtimes, func(i, j int) bool { return mtimes[i].Path < mtimes[j].Path })
+	for _, n := range dirBytes {
+		out.usage = append(out.usage, n)
+	}
+	out.Fixups = append(append(append(mknods, links...), attrs...), mtimes...)
+	return out, nil
+}
+
+// rootFixups set the root directory, whose metadata mkfs.ext4 -d does not copy.
+func rootFixups(uid, gid, perm uint32, mtime time.Time) []Fixup {
+	return []Fixup{
+		{Op: OpOwner, Path: "/", UID: uid, GID: gid},
+		{Op: OpMode, Path: "/", Mode: unix.S_IFDIR | perm},
+		{Op: OpMtime, Path: "/", Time: mtime},
+	}
+}
+
+func xattrFixups(abs string, n *node) []Fixup {
+	names := make([]string, 0, len(n.xattrs))
+	for k := range n.xattrs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out []Fixup
+	for _, k := range names {
+		out = append(out, Fixup{Op: OpXattr, Path: abs, Name: k, Value: n.xattrs[k]})
+	}
+	return out
+}
+
+// at opens the parent of a staged path (verified as when staging) and calls fn on it.
+func (s *stager) at(p string, fn func(fd int, base string) error) error {
+	if p == "" {
+		return fn(s.root, ".")
+	}
+	pfd, base, err := s.parent(p, time.Time{})
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	if err := fn(pfd, base); err != nil {
+		return fmt.Errorf("staged %q: %w", p, err)
+	}
+	return nil
+}
+
+func (s *stager) lstat(p string, st *unix.Stat_t) error {
+	return s.at(p, func(fd int, base string) error {
+		return unix.Fstatat(fd, base, st, unix.AT_SYMLINK_NOFOLLOW)
+	})
+}
+
+func (s *stager) chmod(p string, perm uint32) error {
+	return s.at(p, func(fd int, base string) error {
+		return unix.Fchmodat(fd, base, perm, 0)
+	})
+}
+
+func (s *stager) setTime(p string, t time.Time) error {
+	ts := unix.NsecToTimespec(t.UnixNano())
+	return s.at(p, func(fd int, base string) error {
+		return unix.UtimesNanoAt(fd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+	})
+}
+
+func (s *stager) sameInode(a, b string) (bool, error) {
+	var sa, sb unix.Stat_t
+	if err := s.lstat(a, &sa); err != nil {
+		return false, err
+	}
+	if err := s.lstat(b, &sb); err != nil {
+		return false, err
+	}
+	return sa.Ino == sb.Ino, nil
+}
