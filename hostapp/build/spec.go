@@ -1,0 +1,146 @@
+package build
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Spec is a build specification as written in TOML. Sizes are MiB; zero means the device type's default.
+type Spec struct {
+	DeviceType     string `toml:"device_type"`
+	PartitionTable string `toml:"partition_table"`
+	AlignmentMiB   int    `toml:"alignment_mib"`
+	ImageSizeMiB   int    `toml:"image_size_mib"`
+	Version        string `toml:"version"`
+	Development    bool   `toml:"development"`
+	Sizes          Sizes  `toml:"sizes"`
+	Rootfs         Rootfs `toml:"rootfs"`
+	Boot           Boot   `toml:"boot"`
+
+	// Dir is the directory relative paths in the spec are taken from (the spec file's directory).
+	Dir string `toml:"-"`
+}
+
+// Sizes are partition sizes in MiB.
+type Sizes struct {
+	Boot  int `toml:"boot"`
+	Root  int `toml:"root"`
+	State int `toml:"state"`
+	Data  int `toml:"data"`
+}
+
+// Rootfs names the root filesystem source: a directory, a tar archive (plain, gzip, xz, zstd), an OCI image
+// layout, a docker save archive or an ext4 image. Empty means the embedded default root filesystem.
+type Rootfs struct {
+	Source string `toml:"source"`
+}
+
+// Boot describes the boot partition's contents.
+type Boot struct {
+	// DeployDir is the base of relative sources in Files (balena's deploy directory).
+	DeployDir string `toml:"deploy_dir"`
+	// Files is a list of "src:dst" entries with meta-balena's semantics.
+	Files []string `toml:"files"`
+	// ConfigJSON is a JSON file merged over the default config.json.
+	ConfigJSON string `toml:"config_json"`
+	// OSRelease overrides the os-release file otherwise taken from the root filesystem.
+	OSRelease string `toml:"os_release"`
+	// Splash is a PNG written as splash/balena-logo.png.
+	Splash string `toml:"splash"`
+	// SystemConnections are NetworkManager keyfiles copied into system-connections/.
+	SystemConnections []string `toml:"system_connections"`
+}
+
+//go:embed default.toml
+var defaultSpec []byte
+
+// DefaultSpec returns the embedded default spec: an x86-64 GRUB image of the embedded root filesystem.
+func DefaultSpec() (*Spec, error) { return ParseSpec(defaultSpec, "default.toml", "") }
+
+// LoadSpec reads and parses a spec file strictly.
+func LoadSpec(path string) (*Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	return ParseSpec(b, path, filepath.Dir(abs))
+}
+
+// ParseSpec parses a spec strictly: unknown keys and values of the wrong type are errors naming the file,
+// line and key.
+func ParseSpec(b []byte, name, dir string) (*Spec, error) {
+	var s Spec
+	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, specError(name, err)
+	}
+	s.Dir = dir
+	if err := s.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &s, nil
+}
+
+func specError(name string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		e := strict.Errors[0]
+		row, _ := e.Position()
+		return fmt.Errorf("%s:%d: unknown key %q", name, row, strings.Join(e.Key(), "."))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		key := strings.Join(de.Key(), ".")
+		if key != "" {
+			return fmt.Errorf("%s:%d: key %q: %s", name, row, key, de.Error())
+		}
+		return fmt.Errorf("%s:%d: %s", name, row, de.Error())
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+func (s *Spec) validate() error {
+	switch s.PartitionTable {
+	case "", "msdos", "gpt":
+	default:
+		return fmt.Errorf("key \"partition_table\": %q is neither msdos nor gpt", s.PartitionTable)
+	}
+	for _, v := range []struct {
+		key string
+		n   int
+	}{
+		{"alignment_mib", s.AlignmentMiB}, {"image_size_mib", s.ImageSizeMiB},
+		{"sizes.boot", s.Sizes.Boot}, {"sizes.root", s.Sizes.Root},
+		{"sizes.state", s.Sizes.State}, {"sizes.data", s.Sizes.Data},
+	} {
+		if v.n < 0 {
+			return fmt.Errorf("key %q: %d is negative", v.key, v.n)
+		}
+	}
+	for _, f := range s.Boot.Files {
+		if _, err := ParseBootFile(f); err != nil {
+			return fmt.Errorf("key \"boot.files\": %w", err)
+		}
+	}
+	return nil
+}
+
+// path resolves p relative to the spec's directory.
+func (s *Spec) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(s.Dir, p)
+}

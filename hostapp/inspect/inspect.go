@@ -1,0 +1,194 @@
+// Package inspect reports what a balenaOS disk image holds: layout, device type, OS version, config.json.
+package inspect
+
+import (
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/hostos/hostos/config"
+	"github.com/hostos/hostos/partition"
+	"github.com/hostos/hostos/partition/disk"
+	"github.com/hostos/hostos/rootfs/ext4"
+	"github.com/hostos/hostos/rootfs/fat"
+)
+
+// Report is what Inspect finds.
+type Report struct {
+	Image          string          `json:"image"`
+	Size           int64           `json:"size"`
+	PartitionTable string          `json:"partitionTable"`
+	DiskID         string          `json:"diskId"`
+	Partitions     []Partition     `json:"partitions"`
+	BootPartition  int             `json:"bootPartition"`
+	DeviceType     string          `json:"deviceType,omitempty"`
+	Arch           string          `json:"arch,omitempty"`
+	OSName         string          `json:"osName,omitempty"`
+	OSVersion      string          `json:"osVersion,omitempty"`
+	OSReleaseFrom  string          `json:"osReleaseFrom,omitempty"`
+	Config         *config.Config  `json:"config,omitempty"`
+	Fingerprint    FingerprintInfo `json:"fingerprint"`
+}
+
+// Partition is one partition of the image.
+type Partition struct {
+	Number     int    `json:"number"`
+	Label      string `json:"label"`
+	Filesystem string `json:"filesystem"`
+	Start      int64  `json:"start"`
+	Size       int64  `json:"size"`
+	Bootable   bool   `json:"bootable,omitempty"`
+}
+
+// FingerprintInfo says whether balenaos.fingerprint matches the boot partition's files.
+type FingerprintInfo struct {
+	Present  bool   `json:"present"`
+	Verified bool   `json:"verified"`
+	Problem  string `json:"problem,omitempty"`
+}
+
+// Option configures Inspect.
+type Option func(*options)
+
+type options struct{ secrets bool }
+
+// WithSecrets leaves apiKey, deviceApiKey and similar secrets unredacted.
+func WithSecrets() Option { return func(o *options) { o.secrets = true } }
+
+// BootLabels are the labels a boot partition carries, in the order balena's tools try them.
+var BootLabels = []string{"resin-boot", "balena-boot", "flash-boot"}
+
+// RootLabels are the labels of the first root partition.
+var RootLabels = []string{"resin-rootA", "balena-rootA", "flash-rootA"}
+
+// Inspect reads d's partition table and the files that describe the OS.
+func Inspect(d disk.Disk, opts ...Option) (*Report, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	t, err := partition.Read(d, d.Size(), d.SectorSize())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.Path(), err)
+	}
+	r := &Report{Image: d.Path(), Size: d.Size(), PartitionTable: string(t.Kind)}
+	if t.Kind == partition.GPT {
+		r.DiskID = t.DiskGUID.String()
+	} else {
+		r.DiskID = fmt.Sprintf("0x%08x", t.DiskSignature)
+	}
+	for _, p := range t.Partitions {
+		fstype, label, _ := partition.Probe(d, p.Start, p.Size)
+		if label == "" {
+			label = p.Name
+		}
+		r.Partitions = append(r.Partitions, Partition{Number: p.Number, Label: label, Filesystem: fstype, Start: p.Start, Size: p.Size, Bootable: p.Bootable})
+	}
+	boot, err := bootPartition(d, t)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.Path(), err)
+	}
+	r.BootPartition = boot.Number
+	bfs, err := fat.Open(d, boot.Start, boot.Size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: boot partition %d: %w", d.Path(), boot.Number, err)
+	}
+	if b, err := bfs.ReadFile("/device-type.json"); err == nil {
+		if m, err := config.ParseManifest(b); err == nil {
+			r.DeviceType, r.Arch = m.Slug, m.Arch
+		}
+	}
+	if b, err := bfs.ReadFile("/config.json"); err == nil {
+		c, err := config.ParseConfig(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: config.json: %w", d.Path(), err)
+		}
+		if !o.secrets {
+			c = config.Redact(c)
+		}
+		r.Config = &c
+		if r.DeviceType == "" {
+			r.DeviceType, _ = c.String("deviceType")
+		}
+	}
+	r.osRelease(d, t, bfs)
+	r.Fingerprint = verifyFingerprint(bfs)
+	return r, nil
+}
+
+// bootPartition finds the boot partition as balena's tools do: by label, then by device-type.json, then 1.
+func bootPartition(d disk.Disk, t *partition.Table) (partition.Partition, error) {
+	p, err := partition.Locate(d, t, BootLabels...)
+	if err == nil {
+		return p, nil
+	}
+	if !errors.Is(err, partition.ErrNotFound) {
+		return p, err
+	}
+	for _, p := range t.Partitions {
+		if f, err := fat.Open(d, p.Start, p.Size); err == nil {
+			if _, err := f.ReadFile("/device-type.json"); err == nil {
+				return p, nil
+			}
+		}
+	}
+	for _, p := range t.Partitions {
+		if p.Number == 1 {
+			return p, nil
+		}
+	}
+	return partition.Partition{}, errors.New("no boot partition")
+}
+
+func (r *Report) osRelease(d disk.Disk, t *partition.Table, bfs *fat.FS) {
+	if root, err := partition.Locate(d, t, RootLabels...); err == nil {
+		if b, err := ext4.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
+			r.setOS(b, fmt.Sprintf("partition %d /etc/os-release", root.Number))
+			if r.OSVersion != "" {
+				return
+			}
+		}
+	}
+	if b, err := bfs.ReadFile("/os-release"); err == nil {
+		r.setOS(b, "boot partition /os-release")
+	}
+}
+
+func (r *Report) setOS(b []byte, from string) {
+	f := config.ParseOSRelease(b)
+	v := f["VERSION_ID"]
+	if v == "" {
+		v = f["VERSION"]
+	}
+	r.OSName, r.OSVersion, r.OSReleaseFrom = f["NAME"], v, from
+}
+
+func verifyFingerprint(bfs *fat.FS) FingerprintInfo {
+	fp, err := bfs.ReadFile("/balenaos.fingerprint")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return FingerprintInfo{}
+		}
+		return FingerprintInfo{Present: true, Problem: err.Error()}
+	}
+	sums := map[string][16]byte{}
+	err = bfs.Walk(func(p string, e fat.DirEntry) error {
+		if e.IsDir {
+			return nil
+		}
+		b, err := bfs.ReadFile("/" + p)
+		if err != nil {
+			return err
+		}
+		sums[p] = md5.Sum(b)
+		return nil
+	})
+	if err == nil {
+		err = config.VerifyFingerprint(fp, sums)
+	}
+	if err != nil {
+		return FingerprintInfo{Present: true, Problem: err.Error()}
+	}
+	return FingerprintInfo{Present: true, Verified: true}
+}
