@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostos/hostos/hostapp/build"
+	"github.com/hostos/hostos/partition/disk"
+)
+
+func newBuildCmd() *cobra.Command {
+	var (
+		specPath, out, compress string
+		bmap, asJSON, quiet     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "build [--spec FILE.toml] [-o OUT]",
+		Short: "Assemble a balenaOS disk image from a build spec (default: the embedded demo)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var (
+				spec *build.Spec
+				err  error
+			)
+			if specPath == "" {
+				spec, err = build.DefaultSpec()
+			} else {
+				spec, err = build.LoadSpec(specPath)
+			}
+			if err != nil {
+				return err
+			}
+			switch compress {
+			case "", "zst", "xz":
+			default:
+				return usageError{fmt.Errorf("--compress %q: want zst or xz", compress)}
+			}
+			pr := newProgress(quiet || asJSON)
+			opts := []build.Option{build.WithProgress(pr.update)}
+			if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+				n, err := strconv.ParseInt(s, 10, 64)
+				if err != nil {
+					return fmt.Errorf("SOURCE_DATE_EPOCH %q: not a number of seconds", s)
+				}
+				opts = append(opts, build.WithEpoch(time.Unix(n, 0)))
+			}
+			raw := out
+			if compress != "" {
+				raw = out + ".raw"
+			}
+			res, err := build.Build(cmd.Context(), spec, raw, opts...)
+			if err != nil {
+				return err
+			}
+			if bmap {
+				if err := writeBmap(raw, out+".bmap", pr); err != nil {
+					os.Remove(raw)
+					return err
+				}
+			}
+			if compress != "" {
+				err := writeCompressed(cmd, raw, out, compress, pr)
+				os.Remove(raw)
+				if err != nil {
+					return err
+				}
+				res.Output = out
+			}
+			if asJSON {
+				b, _ := json.MarshalIndent(res, "", "  ")
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "built %s: %s %s, %s table, %d MiB, in %.1fs\n",
+				res.Output, res.DeviceType, res.Version, res.PartitionTable, res.Size>>20, res.Seconds)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&specPath, "spec", "", "build spec (TOML); default: the embedded demo spec")
+	f.StringVarP(&out, "output", "o", "hostos.img", "output image path")
+	f.StringVar(&compress, "compress", "", "compress the image: zst or xz")
+	f.BoolVar(&bmap, "bmap", false, "also write OUT.bmap (a block map for bmaptool copy)")
+	f.BoolVar(&asJSON, "json", false, "print a JSON summary")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
+	return cmd
+}
+
+func writeBmap(img, dst string, pr *progress) error {
+	tmp := dst + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("bmap: %w", err)
+	}
+	err = disk.Bmap(img, f, func(done, total int64) { pr.update("bmap", done, total) })
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("bmap: %w", err)
+	}
+	return nil
+}
+
+func writeCompressed(cmd *cobra.Command, raw, out, algo string, pr *progress) error {
+	tmp := out + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("compress: %w", err)
+	}
+	err = disk.Compress(cmd.Context(), raw, f, algo, func(done, total int64) { pr.update("compress "+algo, done, total) })
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, out)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compress: %w", err)
+	}
+	return nil
+}
