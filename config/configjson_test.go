@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,7 +72,7 @@ func decodeNumbers(t *testing.T, data []byte, v any) {
 }
 
 func TestEncodeMatchesJSONStringify(t *testing.T) {
-	node := needTool(t, "node")
+	node := testtool.Need(t, "node")
 	for _, in := range goldenInputs(t) {
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			src, err := os.ReadFile(in)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"errors"
+	"github.com/hostos/hostos/tests/testtool"
 	"io/fs"
 	"math/rand"
 	"os"
@@ -101,9 +102,9 @@ func fileSums(m map[string][16]byte) []FileSum {
 // TestFingerprintMatchesMetaBalena runs meta-balena's own pipeline (image-balena.bbclass, sorted in
 // the C locale) on a real tree and requires Fingerprint to produce the same bytes.
 func TestFingerprintMatchesMetaBalena(t *testing.T) {
-	sh := needTool(t, "sh")
+	sh := testtool.Need(t, "sh")
 	for _, tool := range []string{"find", "md5sum", "sed", "sort"} {
-		needTool(t, tool)
+		testtool.Need(t, tool)
 	}
 	dir := bootTree(t)
 	script := `find "$1" -xdev -type f ! -name balenaos.fingerprint ! -name config.json -exec md5sum {} \; | ` +
@@ -129,8 +130,8 @@ func TestFingerprintMatchesMetaBalena(t *testing.T) {
 // TestFingerprintMD5SumCheck writes the fingerprint into the tree and lets md5sum -c judge it, then
 // breaks the tree and checks both md5sum and VerifyFingerprint notice.
 func TestFingerprintMD5SumCheck(t *testing.T) {
-	md5sum := needTool(t, "md5sum")
-	sed := needTool(t, "sed")
+	md5sum := testtool.Need(t, "md5sum")
+	sed := testtool.Need(t, "sed")
 	dir := bootTree(t)
 	sums := sumTree(t, dir)
 	fp := Fingerprint(fileSums(sums))

@@ -2,24 +2,9 @@ package config
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 )
-
-// needTool returns the path of an external tool, skipping the test when it is missing locally and
-// failing it under CI (CI set in the environment).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
 
 // referenceFile locates a file of the shared reference directory, which lives beside the repository
 // (../shared/reference from the repository root); missing skips locally and fails under CI.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +17,8 @@ import (
 // defined, read from env -0 (NUL-separated, machine-readable).
 func sourceWithShell(t *testing.T, file string) map[string]string {
 	t.Helper()
-	sh := needTool(t, "sh")
-	env := needTool(t, "env")
+	sh := testtool.Need(t, "sh")
+	env := testtool.Need(t, "env")
 	cmd := exec.Command(env, "-i", sh, "-c", `set -a; . "$1"; exec env -0`, "sh", file)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -5,24 +5,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 )
-
-// needTool returns the path of an external tool; a missing tool skips the test locally and fails it in CI.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
 
 // run runs a tool and returns its stdout and stderr, failing the test when it exits non-zero.
 func run(t *testing.T, stdin string, name string, args ...string) (stdout, stderr string) {
@@ -33,7 +21,7 @@ func run(t *testing.T, stdin string, name string, args ...string) (stdout, stder
 // runEnv is run with extra environment variables.
 func runEnv(t *testing.T, env []string, stdin string, name string, args ...string) (stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(needTool(t, name), args...)
+	cmd := exec.Command(testtool.Need(t, name), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdin = strings.NewReader(stdin)
@@ -80,7 +68,7 @@ type sfdisk struct {
 }
 
 func newSfdisk(t *testing.T, image string, sectorSize int) sfdisk {
-	needTool(t, "sfdisk")
+	testtool.Need(t, "sfdisk")
 	return sfdisk{t: t, image: image, sectorSize: sectorSize}
 }
 
@@ -130,7 +118,7 @@ func (s sfdisk) Apply(script string) {
 // blkid probes the filesystem at an offset of a file with `blkid -p -o export`.
 func blkid(t *testing.T, image string, off int64) map[string]string {
 	t.Helper()
-	cmd := exec.Command(needTool(t, "blkid"), "-p", "-o", "export", "-O", fmt.Sprint(off), image)
+	cmd := exec.Command(testtool.Need(t, "blkid"), "-p", "-o", "export", "-O", fmt.Sprint(off), image)
 	out, err := cmd.Output()
 	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 2 {
 		return map[string]string{} // nothing recognised

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,13 +16,13 @@ func TestBuildReproducible(t *testing.T) {
 	a, b := filepath.Join(fx.dir, "a.img"), filepath.Join(fx.dir, "b.img")
 	mustHostos(t, env, nil, "build", "--spec", fx.spec, "-o", a)
 	mustHostos(t, env, nobody, "build", "--spec", fx.spec, "-o", b)
-	if ha, hb := sha256File(t, a), sha256File(t, b); ha != hb {
+	if ha, hb := testtool.SHA256(t, a), testtool.SHA256(t, b); ha != hb {
 		t.Fatalf("same inputs, different images: %s %s", ha, hb)
 	}
 	// A different epoch gives a different image: the test can fail.
 	c := filepath.Join(fx.dir, "c.img")
 	mustHostos(t, []string{"SOURCE_DATE_EPOCH=1700000001"}, nil, "build", "--spec", fx.spec, "-o", c)
-	if sha256File(t, a) == sha256File(t, c) {
+	if testtool.SHA256(t, a) == testtool.SHA256(t, c) {
 		t.Fatal("different SOURCE_DATE_EPOCH, same image")
 	}
 }
@@ -52,19 +53,19 @@ func TestBuildCompressedAndBmap(t *testing.T) {
 	env := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	raw := filepath.Join(fx.dir, "raw.img")
 	mustHostos(t, env, nil, "build", "--spec", fx.spec, "-o", raw, "--bmap")
-	want := sha256File(t, raw)
+	want := testtool.SHA256(t, raw)
 
 	// bmaptool copy with the block map reproduces the image.
 	copyOut := filepath.Join(fx.dir, "copy.img")
-	run(t, needTool(t, "bmaptool"), "copy", "--bmap", raw+".bmap", raw, copyOut)
-	if got := sha256File(t, copyOut); got != want {
+	run(t, testtool.Need(t, "bmaptool"), "copy", "--bmap", raw+".bmap", raw, copyOut)
+	if got := testtool.SHA256(t, copyOut); got != want {
 		t.Errorf("bmaptool copy gives %s, want %s", got, want)
 	}
 	for _, c := range []struct{ algo, tool string }{{"zst", "zstd"}, {"xz", "xz"}} {
 		z := filepath.Join(fx.dir, "img."+c.algo)
 		mustHostos(t, env, nil, "build", "--spec", fx.spec, "-o", z, "--compress", c.algo)
 		dec := filepath.Join(fx.dir, "dec-"+c.algo)
-		cmd := exec.Command(needTool(t, c.tool), "-d", "-c", z)
+		cmd := exec.Command(testtool.Need(t, c.tool), "-d", "-c", z)
 		f, err := os.Create(dec)
 		must(t, err)
 		cmd.Stdout = f
@@ -72,7 +73,7 @@ func TestBuildCompressedAndBmap(t *testing.T) {
 			t.Fatalf("%s -d: %v", c.tool, err)
 		}
 		f.Close()
-		if got := sha256File(t, dec); got != want {
+		if got := testtool.SHA256(t, dec); got != want {
 			t.Errorf("%s: decompressed image %s, want %s", c.algo, got, want)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"encoding/json"
 	"fmt"
+	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -239,7 +240,7 @@ func TestBuildLayouts(t *testing.T) {
 			// as meta-balena writes them, so they are made relative to the extracted directory first.
 			bootDir := filepath.Join(t.TempDir(), "boot")
 			must(t, os.MkdirAll(bootDir, 0o755))
-			run(t, needTool(t, "mcopy"), "-s", "-n", "-i", fmt.Sprintf("%s@@%d", img, parts[0].Start*512), "::/", bootDir+"/")
+			run(t, testtool.Need(t, "mcopy"), "-s", "-n", "-i", fmt.Sprintf("%s@@%d", img, parts[0].Start*512), "::/", bootDir+"/")
 			cmd := exec.Command("sh", "-c", `sed 's#^\(\\\?[0-9a-f]\{32\}\)  /#\1  #' balenaos.fingerprint | md5sum -c --strict -`)
 			cmd.Dir = bootDir
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -301,7 +302,7 @@ func contains(list []string, s string) bool {
 // debugfsStat returns debugfs's stat of path in the ext4 at off.
 func debugfs(t testing.TB, img string, off int64, req string) string {
 	t.Helper()
-	out, err := exec.Command(needTool(t, "debugfs"), "-R", req, fmt.Sprintf("%s?offset=%d", img, off)).CombinedOutput()
+	out, err := exec.Command(testtool.Need(t, "debugfs"), "-R", req, fmt.Sprintf("%s?offset=%d", img, off)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("debugfs %s: %v\n%s", req, err, out)
 	}

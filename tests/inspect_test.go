@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 func shellImage(t *testing.T, table string, fatBits int, bootLabel string) string {
 	t.Helper()
 	for _, tool := range []string{"sfdisk", "mkfs.vfat", "mcopy", "mkfs.ext4"} {
-		needTool(t, tool)
+		testtool.Need(t, tool)
 	}
 	dir := t.TempDir()
 	img := filepath.Join(dir, "shell.img")
@@ -84,7 +85,7 @@ func TestInspectForeignImages(t *testing.T) {
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s-fat%d-%s", c.table, c.bits, c.label), func(t *testing.T) {
 			img := shellImage(t, c.table, c.bits, c.label)
-			before := sha256File(t, img)
+			before := testtool.SHA256(t, img)
 			r := inspectJSON(t, img)
 			if r.PartitionTable != c.table || r.DeviceType != "raspberrypi3" || r.OSVersion != "2.51.0" || r.BootPartition != 1 {
 				t.Errorf("inspect: %+v", r)
@@ -113,7 +114,7 @@ func TestInspectForeignImages(t *testing.T) {
 			if full.Config["deviceApiKey"] != "SECRETDEVICEKEY" {
 				t.Errorf("--show-secrets: %v", full.Config)
 			}
-			if sha256File(t, img) != before {
+			if testtool.SHA256(t, img) != before {
 				t.Error("inspect changed the image")
 			}
 		})

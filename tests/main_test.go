@@ -3,11 +3,9 @@ package tests
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
+	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,19 +33,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// needTool returns the path of a tool; missing tools skip locally and fail in CI.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
 }
 
 // result of running a command.
@@ -96,20 +81,6 @@ func run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-func sha256File(t testing.TB, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // sfdiskPart is one partition as `sfdisk --json` reports it.
 type sfdiskPart struct {
 	Node     string `json:"node"`
@@ -132,7 +103,7 @@ func sfdiskJSON(t testing.TB, img string) sfdiskTable {
 	var v struct {
 		PT sfdiskTable `json:"partitiontable"`
 	}
-	if err := json.Unmarshal([]byte(run(t, needTool(t, "sfdisk"), "--json", img)), &v); err != nil {
+	if err := json.Unmarshal([]byte(run(t, testtool.Need(t, "sfdisk"), "--json", img)), &v); err != nil {
 		t.Fatal(err)
 	}
 	return v.PT
@@ -141,7 +112,7 @@ func sfdiskJSON(t testing.TB, img string) sfdiskTable {
 // blkidAt probes the filesystem at a byte offset of img with `blkid -p -o export`.
 func blkidAt(t testing.TB, img string, off, size int64) map[string]string {
 	t.Helper()
-	out := run(t, needTool(t, "blkid"), "-p", "-o", "export", "-O", fmt.Sprint(off), "-S", fmt.Sprint(size), img)
+	out := run(t, testtool.Need(t, "blkid"), "-p", "-o", "export", "-O", fmt.Sprint(off), "-S", fmt.Sprint(size), img)
 	m := map[string]string{}
 	for _, l := range strings.Split(out, "\n") {
 		if k, v, ok := strings.Cut(l, "="); ok {
@@ -156,7 +127,7 @@ func e2fsckCopy(t testing.TB, img string, off, size int64) {
 	t.Helper()
 	cp := filepath.Join(t.TempDir(), "fs.img")
 	extract(t, img, off, size, cp)
-	cmd := exec.Command(needTool(t, "e2fsck"), "-fy", cp)
+	cmd := exec.Command(testtool.Need(t, "e2fsck"), "-fy", cp)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("e2fsck -fy at offset %d: %v\n%s", off, err, out)
@@ -168,7 +139,7 @@ func fsckVfat(t testing.TB, img string, off, size int64) {
 	t.Helper()
 	cp := filepath.Join(t.TempDir(), "boot.img")
 	extract(t, img, off, size, cp)
-	out, err := exec.Command(needTool(t, "fsck.vfat"), "-n", cp).CombinedOutput()
+	out, err := exec.Command(testtool.Need(t, "fsck.vfat"), "-n", cp).CombinedOutput()
 	if err != nil {
 		t.Fatalf("fsck.vfat -n: %v\n%s", err, out)
 	}
@@ -191,7 +162,7 @@ func oracle(t testing.TB) string {
 		}
 		t.Skip("balena oracle not installed; run make test")
 	}
-	needTool(t, "node")
+	testtool.Need(t, "node")
 	return p
 }
 

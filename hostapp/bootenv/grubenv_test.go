@@ -1,6 +1,7 @@
 package bootenv
 
 import (
+	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,20 +10,8 @@ import (
 	"testing"
 )
 
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
 func TestGrubEnvAgainstGrubEditenv(t *testing.T) {
-	editenv := needTool(t, "grub-editenv")
+	editenv := testtool.Need(t, "grub-editenv")
 	dir := t.TempDir()
 	cases := []map[string]string{
 		{},

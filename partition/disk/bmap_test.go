@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/xml"
 	"fmt"
+	"github.com/hostos/hostos/tests/testtool"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -12,19 +13,6 @@ import (
 	"strings"
 	"testing"
 )
-
-// needTool skips the test when an external tool is missing, and fails it in CI.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
 
 // chunk is data written at an offset of a sparse test image.
 type chunk struct {
@@ -82,7 +70,7 @@ type bmapDoc struct {
 }
 
 func TestBmapCopy(t *testing.T) {
-	bmaptool := needTool(t, "bmaptool")
+	bmaptool := testtool.Need(t, "bmaptool")
 	const mib = 1 << 20
 	tests := []struct {
 		name   string
@@ -182,7 +170,7 @@ func rangesCover(t *testing.T, ranges []string, first, last int64) bool {
 }
 
 func TestBmapDetectsCorruption(t *testing.T) {
-	bmaptool := needTool(t, "bmaptool")
+	bmaptool := testtool.Need(t, "bmaptool")
 	tests := []struct {
 		name    string
 		corrupt func(t *testing.T, img, bmapPath string)

@@ -3,6 +3,7 @@ package disk
 import (
 	"context"
 	"errors"
+	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +13,8 @@ import (
 
 func TestCompressRoundTrip(t *testing.T) {
 	const mib = 1 << 20
-	xzBin := needTool(t, "xz")
-	zstdBin := needTool(t, "zstd")
+	xzBin := testtool.Need(t, "xz")
+	zstdBin := testtool.Need(t, "zstd")
 	layouts := []struct {
 		name   string
 		size   int64
@@ -73,7 +74,7 @@ func TestCompressRoundTrip(t *testing.T) {
 }
 
 func TestCompressPublic(t *testing.T) {
-	needTool(t, "zstd")
+	testtool.Need(t, "zstd")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "disk.img")
 	makeSparse(t, img, 1<<20, []chunk{{100, 100}}, 3)
@@ -94,7 +95,7 @@ func TestCompressPublic(t *testing.T) {
 }
 
 func TestCompressErrors(t *testing.T) {
-	xzBin := needTool(t, "xz")
+	xzBin := testtool.Need(t, "xz")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "disk.img")
 	makeSparse(t, img, 64<<20, []chunk{{0, 1 << 20}}, 5)
