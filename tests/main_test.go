@@ -41,12 +41,13 @@ type result struct {
 	code           int
 }
 
-// hostos runs the binary with args; cred, when non-nil, runs it as that user.
+// hostos runs the binary with args; cred, when non-nil and the tests run as root, runs it as that user
+// (a test run by an ordinary user is unprivileged already).
 func hostos(t testing.TB, env []string, cred *syscall.Credential, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(hostosBin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	if cred != nil {
+	if cred != nil && os.Geteuid() == 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
 	var so, se bytes.Buffer
