@@ -76,7 +76,7 @@ func newBuildCmd() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), string(b))
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "built %s: %s %s, %s table, %d MiB, in %.1fs\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "built %s: %s %s, %s table, %d MiB, in %.2fs\n",
 				res.Output, res.DeviceType, res.Version, res.PartitionTable, res.Size>>20, res.Seconds)
 			return nil
 		},
