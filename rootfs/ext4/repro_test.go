@@ -2,31 +2,14 @@ package ext4
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hostos/hostos/rootfs/tree"
+	"github.com/hostos/hostos/tests/testtool"
 )
-
-func sha(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // manyEntries adds directories large enough for hashed (htree) indexes, created in a shuffled order.
 func manyEntries() []entry {
@@ -83,7 +66,7 @@ func TestReproducible(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := makeOne(tc.name+"-1", tc.o, tc.staged)
 			b := makeOne(tc.name+"-2", tc.o, tc.staged)
-			if same := sha(t, a) == sha(t, b); same != tc.same {
+			if same := testtool.SHA256(t, a) == testtool.SHA256(t, b); same != tc.same {
 				t.Fatalf("images identical = %v, want %v", same, tc.same)
 			}
 			if !tc.same {
