@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,30 +71,41 @@ func blockRanges(exts []extent, bs int64) [][2]int64 {
 	return out
 }
 
+// openMapped opens a regular image file and finds its data extents.
+func openMapped(img string) (*os.File, int64, []extent, error) {
+	f, err := os.Open(img)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("open image: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, fmt.Errorf("stat image: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, nil, fmt.Errorf("image %s: not a regular file", img)
+	}
+	exts, err := dataExtents(f, fi.Size())
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
+	return f, fi.Size(), exts, nil
+}
+
 // Bmap writes to w a block map (bmap format 2.0, 4096-byte blocks, sha256
 // checksums) of the image file img, listing the blocks that hold data, as
 // bmaptool copy reads it. progress, if not nil, is called with the bytes of
 // mapped blocks hashed so far and their total.
 func Bmap(img string, w io.Writer, progress func(done, total int64)) error {
-	f, err := os.Open(img)
-	if err != nil {
-		return fmt.Errorf("open image: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("stat image: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("image %s: not a regular file", img)
-	}
-	size := fi.Size()
-	if size == 0 {
-		return fmt.Errorf("image %s: empty", img)
-	}
-	exts, err := dataExtents(f, size)
+	f, size, exts, err := openMapped(img)
 	if err != nil {
 		return err
+	}
+	defer f.Close()
+	if size == 0 {
+		return fmt.Errorf("image %s: empty", img)
 	}
 	const bs = BmapBlockSize
 	ranges := blockRanges(exts, bs)
@@ -106,7 +118,7 @@ func Bmap(img string, w io.Writer, progress func(done, total int64)) error {
 
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "<?xml version=\"1.0\" ?>\n")
-	fmt.Fprintf(&buf, "<!-- Block map of %s: the blocks that hold data. -->\n", fi.Name())
+	fmt.Fprintf(&buf, "<!-- Block map of %s: the blocks that hold data. -->\n", filepath.Base(img))
 	fmt.Fprintf(&buf, "<bmap version=\"2.0\">\n")
 	fmt.Fprintf(&buf, "    <ImageSize> %d </ImageSize>\n", size)
 	fmt.Fprintf(&buf, "    <BlockSize> %d </BlockSize>\n", bs)

@@ -37,23 +37,11 @@ func Compress(ctx context.Context, img string, w io.Writer, algo string, progres
 // compress is Compress with the xz program chosen by the caller; an empty
 // xzPath selects the pure Go xz encoder.
 func compress(ctx context.Context, img string, w io.Writer, algo, xzPath string, progress func(done, total int64)) error {
-	f, err := os.Open(img)
-	if err != nil {
-		return fmt.Errorf("open image: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("stat image: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("image %s: not a regular file", img)
-	}
-	size := fi.Size()
-	exts, err := dataExtents(f, size)
+	f, size, exts, err := openMapped(img)
 	if err != nil {
 		return err
 	}
+	defer f.Close()
 	cw, err := newCompressor(ctx, w, algo, xzPath)
 	if err != nil {
 		return err
