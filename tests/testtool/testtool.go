@@ -16,12 +16,18 @@ func Need(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
+		Missing(t, "%s not installed: %v", name, err)
 	}
 	return p
+}
+
+// Missing ends a test whose prerequisite is absent: skipped locally, failed in CI.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("required in CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // SHA256 returns the hex sha256 of a file's content.
