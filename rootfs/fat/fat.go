@@ -1,5 +1,5 @@
 // Package fat creates and fills FAT16/FAT32 file systems inside image files with mkfs.vfat and mtools,
-// and reads FAT12/16/32 file systems in pure Go.
+// and reads and updates FAT12/16/32 file systems in pure Go, crash-safely.
 package fat
 
 import (

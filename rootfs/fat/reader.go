@@ -50,6 +50,7 @@ type FS struct {
 
 	page    []byte // cached FAT page
 	pageOff int64
+	table   []byte // the whole first FAT while a writer holds it in memory; readFAT then reads it instead
 }
 
 // DirEntry describes one file or directory.
@@ -201,38 +202,63 @@ func (f *FS) Clusters() int64 { return int64(f.clusters) }
 
 func (f *FS) valid(c uint32) bool { return c >= 2 && c-2 < f.clusters }
 
+// entrySpan is where the FAT entry of cluster c lives: its byte offset in the FAT and its length in bytes.
+// A FAT12 entry shares its 2 bytes with a neighbour.
+func entrySpan(bits int, c uint32) (off int64, n int) {
+	switch bits {
+	case 12:
+		return int64(c) + int64(c)/2, 2
+	case 16:
+		return int64(c) * 2, 2
+	default:
+		return int64(c) * 4, 4
+	}
+}
+
+// decodeEntry is the FAT entry of cluster c from the bytes of its span.
+func decodeEntry(b []byte, bits int, c uint32) uint32 {
+	le := binary.LittleEndian
+	switch bits {
+	case 12:
+		v := uint32(le.Uint16(b))
+		if c&1 == 1 {
+			return v >> 4
+		}
+		return v & 0xfff
+	case 16:
+		return uint32(le.Uint16(b))
+	default:
+		return le.Uint32(b) & 0x0fffffff
+	}
+}
+
+// encodeEntry stores v as the FAT entry of cluster c in the bytes of its span, keeping the bits it does not own:
+// the neighbour's nibble on FAT12, the reserved top 4 bits on FAT32.
+func encodeEntry(b []byte, bits int, c, v uint32) {
+	le := binary.LittleEndian
+	switch bits {
+	case 12:
+		old := le.Uint16(b)
+		if c&1 == 1 {
+			le.PutUint16(b, old&0x000f|uint16(v&0xfff)<<4)
+		} else {
+			le.PutUint16(b, old&0xf000|uint16(v&0xfff))
+		}
+	case 16:
+		le.PutUint16(b, uint16(v))
+	default:
+		le.PutUint32(b, le.Uint32(b)&0xf0000000|v&0x0fffffff)
+	}
+}
+
 // next returns the FAT entry of cluster c.
 func (f *FS) next(c uint32) (uint32, error) {
-	var off int64
-	switch f.bits {
-	case 12:
-		off = int64(c) + int64(c)/2
-	case 16:
-		off = int64(c) * 2
-	default:
-		off = int64(c) * 4
-	}
+	off, n := entrySpan(f.bits, c)
 	var b [4]byte
-	n := f.bits / 8
-	if f.bits == 12 {
-		n = 2
-	}
 	if err := f.readFAT(off, b[:n]); err != nil {
 		return 0, err
 	}
-	le := binary.LittleEndian
-	switch f.bits {
-	case 12:
-		v := uint32(le.Uint16(b[:]))
-		if c&1 == 1 {
-			return v >> 4, nil
-		}
-		return v & 0xfff, nil
-	case 16:
-		return uint32(le.Uint16(b[:])), nil
-	default:
-		return le.Uint32(b[:]) & 0x0fffffff, nil
-	}
+	return decodeEntry(b[:], f.bits, c), nil
 }
 
 // readFAT reads bytes of the first FAT through a one-page cache; chains are mostly walked in order.
@@ -240,6 +266,10 @@ func (f *FS) readFAT(off int64, b []byte) error {
 	const pageSize = 4096
 	if off+int64(len(b)) > f.fatBytes {
 		return fmt.Errorf("fat entry at byte %d beyond the %d-byte fat: %w", off, f.fatBytes, ErrCorrupt)
+	}
+	if f.table != nil {
+		copy(b, f.table[off:])
+		return nil
 	}
 	for i := range b {
 		o := off + int64(i)
@@ -384,8 +414,16 @@ func (f *FS) entriesClusters(c uint32) ([]DirEntry, []uint32, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	es, _ := f.decodeDir(b)
+	return es, cs, nil
+}
+
+// decodeDir decodes the raw entries b of a directory, without ".", ".." and the volume label, and returns with
+// each the byte offset of its 8.3 entry in b.
+func (f *FS) decodeDir(b []byte) ([]DirEntry, []int) {
 	le := binary.LittleEndian
 	var out []DirEntry
+	var at []int
 	var ln longSlot
 	for i := 0; i+dirEntrySize <= len(b); i += dirEntrySize {
 		e := b[i : i+dirEntrySize]
@@ -428,9 +466,13 @@ func (f *FS) entriesClusters(c uint32) ([]DirEntry, []uint32, error) {
 			d.Size = 0
 		}
 		out = append(out, d)
+		at = append(at, i)
 	}
-	return out, cs, nil
+	return out, at
 }
+
+// lfnChars are the byte ranges of a long-name entry holding its 13 UTF-16 code units.
+var lfnChars = [3][2]int{{1, 11}, {14, 26}, {28, 32}}
 
 func (l *longSlot) add(e []byte) {
 	ord := int(e[0] & 0x1f)
@@ -447,7 +489,7 @@ func (l *longSlot) add(e []byte) {
 	}
 	le := binary.LittleEndian
 	var u []uint16
-	for _, r := range [][2]int{{1, 11}, {14, 26}, {28, 32}} {
+	for _, r := range lfnChars {
 		for j := r[0]; j < r[1]; j += 2 {
 			u = append(u, le.Uint16(e[j:]))
 		}
