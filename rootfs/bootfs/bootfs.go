@@ -1,0 +1,83 @@
+// Package bootfs is the boot partition as a set of files: a FAT file system inside a disk, or the
+// partition mounted as a directory on a running device.
+package bootfs
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hostos/hostos/partition"
+	"github.com/hostos/hostos/partition/disk"
+	"github.com/hostos/hostos/rootfs/fat"
+)
+
+// FS is what configuring and updating need of a boot partition. Names are absolute slash paths
+// ("/config.json"). WriteFile replaces a file so that an interruption leaves the old or the new
+// content, never a mix; a missing file is reported with an error wrapping fs.ErrNotExist.
+type FS interface {
+	ReadFile(name string) ([]byte, error)
+	WriteFile(name string, data []byte, mtime time.Time) error
+	MkdirAll(name string, mtime time.Time) error
+	// Free is the space left for new file data, in bytes.
+	Free() int64
+	// BlockSize is the unit files are allocated in: a new file of n bytes takes n rounded up to it.
+	BlockSize() int64
+	// ModTime is the modification time of name.
+	ModTime(name string) (time.Time, error)
+}
+
+// Labels are the file system labels a boot partition carries, in the order balena's tools try them.
+var Labels = []string{"resin-boot", "balena-boot", "flash-boot"}
+
+// Locate finds the boot partition of d as balena's tools do: by label (exact, then ignoring case for old
+// RESIN-BOOT images), else the first FAT partition holding /device-type.json, else partition 1.
+// A nil t reads the partition table from d.
+func Locate(d disk.Disk, t *partition.Table) (partition.Partition, error) {
+	if t == nil {
+		var err error
+		if t, err = partition.Read(d, d.Size(), d.SectorSize()); err != nil {
+			return partition.Partition{}, err
+		}
+	}
+	p, err := partition.Locate(d, t, Labels...)
+	if err == nil {
+		return p, nil
+	}
+	if !errors.Is(err, partition.ErrNotFound) {
+		return p, err
+	}
+	for _, p := range t.Partitions {
+		if f, err := fat.Open(d, p.Start, p.Size); err == nil {
+			if _, err := f.ReadFile("/device-type.json"); err == nil {
+				return p, nil
+			}
+		}
+	}
+	if p, ok := t.Partition(1); ok {
+		return p, nil
+	}
+	return partition.Partition{}, fmt.Errorf("no boot partition: no partition labelled resin-boot, none holding device-type.json and no partition 1")
+}
+
+// fatFS adapts a writable FAT file system to FS.
+type fatFS struct{ *fat.RW }
+
+func (f fatFS) BlockSize() int64 { return f.ClusterSize() }
+
+func (f fatFS) ModTime(name string) (time.Time, error) {
+	e, err := f.Stat(name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return e.ModTime, nil
+}
+
+// OpenFAT opens the FAT file system of partition p of d for reading and writing.
+func OpenFAT(d disk.Disk, p partition.Partition) (FS, error) {
+	rw, err := fat.OpenRW(d, p.Start, p.Size)
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: %w", p.Number, err)
+	}
+	return fatFS{rw}, nil
+}
