@@ -10,6 +10,7 @@ import (
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
+	"github.com/hostos/hostos/rootfs/bootfs"
 	"github.com/hostos/hostos/rootfs/ext4"
 	"github.com/hostos/hostos/rootfs/fat"
 )
@@ -56,9 +57,6 @@ type options struct{ secrets bool }
 // WithSecrets leaves apiKey, deviceApiKey and similar secrets unredacted.
 func WithSecrets() Option { return func(o *options) { o.secrets = true } }
 
-// BootLabels are the labels a boot partition carries, in the order balena's tools try them.
-var BootLabels = []string{"resin-boot", "balena-boot", "flash-boot"}
-
 // RootLabels are the labels of the first root partition.
 var RootLabels = []string{"resin-rootA", "balena-rootA", "flash-rootA"}
 
@@ -85,7 +83,7 @@ func Inspect(d disk.Disk, opts ...Option) (*Report, error) {
 		}
 		r.Partitions = append(r.Partitions, Partition{Number: p.Number, Label: label, Filesystem: fstype, Start: p.Start, Size: p.Size, Bootable: p.Bootable})
 	}
-	boot, err := bootPartition(d, t)
+	boot, err := bootfs.Locate(d, t)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.Path(), err)
 	}
@@ -115,30 +113,6 @@ func Inspect(d disk.Disk, opts ...Option) (*Report, error) {
 	r.osRelease(d, t, bfs)
 	r.Fingerprint = verifyFingerprint(bfs)
 	return r, nil
-}
-
-// bootPartition finds the boot partition as balena's tools do: by label, then by device-type.json, then 1.
-func bootPartition(d disk.Disk, t *partition.Table) (partition.Partition, error) {
-	p, err := partition.Locate(d, t, BootLabels...)
-	if err == nil {
-		return p, nil
-	}
-	if !errors.Is(err, partition.ErrNotFound) {
-		return p, err
-	}
-	for _, p := range t.Partitions {
-		if f, err := fat.Open(d, p.Start, p.Size); err == nil {
-			if _, err := f.ReadFile("/device-type.json"); err == nil {
-				return p, nil
-			}
-		}
-	}
-	for _, p := range t.Partitions {
-		if p.Number == 1 {
-			return p, nil
-		}
-	}
-	return partition.Partition{}, errors.New("no boot partition")
 }
 
 func (r *Report) osRelease(d disk.Disk, t *partition.Table, bfs *fat.FS) {

@@ -1,0 +1,126 @@
+package configure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hostos/hostos/config"
+	"github.com/hostos/hostos/partition/disk"
+)
+
+// ErrCompressed marks a compressed image that can only be configured into a new file.
+var ErrCompressed = errors.New("compressed image")
+
+// Image configures the image file (or block device) image in place, or, when output is not empty, a
+// copy of it written to output: a sparse copy (a reflink where the file system offers one), or the
+// decompressed image when image is zstd, xz, gzip or zip compressed. output appears only complete.
+// progress, if not nil, follows the decompression.
+func Image(ctx context.Context, image, output string, o Options, progress func(done, total int64)) (Result, error) {
+	algo, err := compression(image)
+	if err != nil {
+		return Result{}, err
+	}
+	if output == "" {
+		if algo != "" {
+			return Result{}, fmt.Errorf("%s is %s-compressed: %w", image, algo, ErrCompressed)
+		}
+		return configureFile(image, o)
+	}
+	if si, err := os.Stat(image); err == nil {
+		if oi, err := os.Stat(output); err == nil && os.SameFile(si, oi) {
+			return Result{}, fmt.Errorf("output %s is the input image", output)
+		}
+	}
+	tmp, err := tempPath(output)
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.Remove(tmp)
+	if algo != "" {
+		err = disk.Decompress(ctx, image, tmp, progress)
+	} else {
+		err = disk.SparseCopy(tmp, image)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := configureFile(tmp, o)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := os.Rename(tmp, output); err != nil {
+		return Result{}, fmt.Errorf("output: %w", err)
+	}
+	return res, nil
+}
+
+// ReadConfig reads config.json from the image file image.
+func ReadConfig(image string) (config.Config, error) {
+	algo, err := compression(image)
+	if err != nil {
+		return config.Config{}, err
+	}
+	if algo != "" {
+		return config.Config{}, fmt.Errorf("%s is %s-compressed: %w", image, algo, ErrCompressed)
+	}
+	d, err := disk.Open(image, false)
+	if err != nil {
+		return config.Config{}, err
+	}
+	defer d.Close()
+	tg, err := Open(d)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("%s: %w", image, err)
+	}
+	return tg.Config()
+}
+
+func compression(image string) (string, error) {
+	f, err := os.Open(image)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return "", fmt.Errorf("%s: is a directory, not a disk image (use --boot-dir for a mounted boot partition)", image)
+	}
+	algo, err := disk.Compression(f)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", image, err)
+	}
+	return algo, nil
+}
+
+func configureFile(image string, o Options) (Result, error) {
+	d, err := disk.Open(image, true)
+	if err != nil {
+		return Result{}, err
+	}
+	defer d.Close()
+	tg, err := Open(d)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", image, err)
+	}
+	res, err := tg.Apply(o)
+	if err != nil {
+		return res, err
+	}
+	if err := d.Sync(); err != nil {
+		return res, fmt.Errorf("%s: %w", image, err)
+	}
+	return res, d.Close()
+}
+
+// tempPath names a fresh file beside path for building it before it appears.
+func tempPath(path string) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".hostos-*")
+	if err != nil {
+		return "", fmt.Errorf("output: %w", err)
+	}
+	name := f.Name()
+	f.Close()
+	return name, os.Remove(name)
+}
