@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -42,12 +40,12 @@ func newBuildCmd() *cobra.Command {
 			}
 			pr := newProgress(quiet || asJSON)
 			opts := []build.Option{build.WithProgress(pr.update)}
-			if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-				n, err := strconv.ParseInt(s, 10, 64)
-				if err != nil {
-					return fmt.Errorf("SOURCE_DATE_EPOCH %q: not a number of seconds", s)
-				}
-				opts = append(opts, build.WithEpoch(time.Unix(n, 0)))
+			epoch, err := sourceDateEpoch()
+			if err != nil {
+				return err
+			}
+			if !epoch.IsZero() {
+				opts = append(opts, build.WithEpoch(epoch))
 			}
 			raw := out
 			if compress != "" {

@@ -20,7 +20,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newBuildCmd(), newInspectCmd())
+	root.AddCommand(newBuildCmd(), newInspectCmd(), newConfigureCmd(), newConfigCmd())
 	return root
 }
 
