@@ -164,9 +164,17 @@ func oracle(t testing.TB) string {
 	return p
 }
 
+// runOracle runs balena's tools and returns their stdout (their warnings go to stderr).
 func runOracle(t testing.TB, args ...string) string {
 	t.Helper()
-	return run(t, "node", append([]string{oracle(t)}, args...)...)
+	cmd := exec.Command("node", append([]string{oracle(t)}, args...)...)
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("balena-oracle.js %s: %v\n%s%s", strings.Join(args, " "), err, out, se.String())
+	}
+	return string(out)
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
