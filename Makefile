@@ -3,8 +3,9 @@ GO      ?= go
 OUT     ?= out
 ORACLE_DIR ?= .cache/balena-oracle
 SHARED  ?= ../shared
+POKY_DIR ?=
 
-.PHONY: all hostos demo deps oracle test vet bench clean
+.PHONY: all hostos demo deps oracle test vet bench check-layer clean
 
 all: hostos
 
@@ -34,8 +35,14 @@ test: deps oracle vet
 	HOSTOS_ORACLE=$$( [ -f $(ORACLE_DIR)/balena-oracle.js ] && cd $(ORACLE_DIR) && pwd )/balena-oracle.js \
 		$(GO) test -count=1 -timeout 40m ./...
 
-bench: deps hostos
+# Speed and memory against the baselines the issues name: genimage for build, balena-device-init for configure.
+bench: deps hostos oracle
 	scripts/bench-build.sh
+	HOSTOS=$(OUT)/hostos HOSTOS_ORACLE=$$(cd $(ORACLE_DIR) && pwd)/balena-oracle.js scripts/bench-configure.sh
+
+# Parse layers/meta-hostos with the bitbake of a poky checkout (scarthgap or newer): make check-layer POKY_DIR=...
+check-layer:
+	scripts/check-layer.sh $(POKY_DIR)
 
 clean:
 	rm -rf $(OUT)
