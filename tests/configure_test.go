@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"archive/zip"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -277,7 +278,10 @@ func TestConfigureOutput(t *testing.T) {
 	run(t, "sh", "-c", fmt.Sprintf("xz -T2 -0 -c %s > %s", img, xz))
 	gz := filepath.Join(dir, "in.img.gz")
 	run(t, "sh", "-c", fmt.Sprintf("gzip -1 -c %s > %s", img, gz))
-	for _, in := range []string{img, zst, xz, gz} {
+	zipped := filepath.Join(dir, "in.zip")
+	writeZip(t, zipped, img)
+	var firstOut string
+	for _, in := range []string{img, zst, xz, gz, zipped} {
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			before := testtool.SHA256(t, in)
 			out := filepath.Join(t.TempDir(), "out.img")
@@ -303,8 +307,31 @@ func TestConfigureOutput(t *testing.T) {
 			if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*hostos*")); len(leftovers) > 0 {
 				t.Errorf("temporary files left: %v", leftovers)
 			}
+			// Same input image, same flags: the same bytes, whatever the input's compression.
+			if firstOut == "" {
+				firstOut = testtool.SHA256(t, out)
+			} else if got := testtool.SHA256(t, out); got != firstOut {
+				t.Errorf("output sha256 %s differs from the first output's %s", got, firstOut)
+			}
 		})
 	}
+}
+
+// writeZip stores img as the one member of a zip archive, as balena's download site ships images.
+func writeZip(t *testing.T, zipPath, img string) {
+	t.Helper()
+	f, err := os.Create(zipPath)
+	must(t, err)
+	zw := zip.NewWriter(f)
+	w, err := zw.CreateHeader(&zip.FileHeader{Name: "balena.img", Method: zip.Deflate})
+	must(t, err)
+	in, err := os.Open(img)
+	must(t, err)
+	defer in.Close()
+	_, err = io.Copy(w, in)
+	must(t, err)
+	must(t, zw.Close())
+	must(t, f.Close())
 }
 
 // TestConfigWrite: typed values, dotted keys, --string, inject; balena-config-json sees the types.
@@ -347,7 +374,8 @@ func TestConfigureBootDir(t *testing.T) {
 	boot := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(boot, "config.json"), []byte(`{"deviceType":"raspberrypi3","persistentLogging":false}`), 0o644))
 	must(t, os.WriteFile(filepath.Join(boot, "device-type.json"), []byte(`{"slug":"raspberrypi3","arch":"armv7hf"}`), 0o644))
-	mustHostos(t, nil, nil, "configure", "--boot-dir", boot, "--hostname", "ondevice", "--wifi-ssid", "net", "--wifi-key", "12345678")
+	mustHostos(t, nil, nil, "configure", "--boot-dir", boot, "--hostname", "ondevice", "--wifi-ssid", "net", "--wifi-key", "12345678",
+		"--ethernet-static", "192.168.7.20/24", "--gateway", "192.168.7.1", "--dns", "192.168.7.1 1.1.1.1")
 	mustHostos(t, nil, nil, "config", "write", "--boot-dir", boot, "persistentLogging", "true")
 	var got map[string]any
 	must(t, json.Unmarshal([]byte(mustHostos(t, nil, nil, "config", "read", "--json", "--boot-dir", boot)), &got))
@@ -357,6 +385,19 @@ func TestConfigureBootDir(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(boot, "system-connections", "resin-wifi"))
 	if err != nil || !bytes.Contains(b, []byte("ssid=net\n")) {
 		t.Errorf("resin-wifi: %v\n%s", err, b)
+	}
+	eth, err := os.ReadFile(filepath.Join(boot, "system-connections", "resin-ethernet"))
+	must(t, err)
+	k, err := config.ParseKeyfile(eth)
+	must(t, err)
+	if a, _ := k.Get("ipv4", "address1"); a != "192.168.7.20/24,192.168.7.1" {
+		t.Errorf("resin-ethernet address1 %q:\n%s", a, eth)
+	}
+	if d, _ := k.Get("ipv4", "dns"); d != "192.168.7.1;1.1.1.1;" {
+		t.Errorf("resin-ethernet dns %q:\n%s", d, eth)
+	}
+	if got["dnsServers"] != "192.168.7.1 1.1.1.1" {
+		t.Errorf("dnsServers %v", got["dnsServers"])
 	}
 	if left, _ := filepath.Glob(filepath.Join(boot, ".*")); len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)
