@@ -1,4 +1,5 @@
-// Package bootenv holds the bootloader environment codecs hostos reads and writes: GRUB's grubenv blocks.
+// Package bootenv holds the bootloader environment codecs hostos reads and writes: GRUB's grubenv blocks and
+// the plain-text U-Boot env files (resinOS_uEnv.txt, bootcount.env) balenaOS keeps on the boot partition.
 package bootenv
 
 import (

@@ -1,0 +1,60 @@
+// Package bundle writes and reads hostos update bundles: a signed, streamable tar of a compressed root
+// filesystem image and the boot partition files that go with it.
+//
+// A bundle is read once, front to back, from any io.Reader (a file, a pipe, an HTTP body), and never
+// stored: NewReader checks the metadata and its signature, Reader.Rootfs yields the decompressed
+// filesystem image while hashing it, and Reader.Boot yields the boot files. Memory use does not grow with
+// the payload. Every size and digest is checked; a mismatch, a truncation or a malformed archive is an
+// error wrapping ErrCorrupt, reported at the latest when the stream that carries it reaches its end.
+//
+// # FORMAT
+//
+// Format version 1. A bundle is a POSIX tar stream (ustar headers; PAX extended headers only where ustar
+// cannot hold a value, such as a member of 8 GiB or more), so `tar tvf` lists it. Its members are regular
+// files and come in this order, nothing else before, between or after them:
+//
+//  1. hostos-bundle.json: the metadata (below).
+//  2. hostos-bundle.json.sig, optional: the Ed25519 signature (RFC 8032, pure Ed25519) of the exact
+//     bytes of member 1, as 64 raw bytes. `openssl pkeyutl -sign -rawin` makes the same bytes.
+//  3. the root filesystem member, named by metadata rootfs.name (hostos writes "rootfs.ext4.zst"):
+//     an ext4 filesystem image, compressed as metadata rootfs.compression says.
+//  4. the boot member, present exactly when the metadata has "boot", named by boot.name (hostos writes
+//     "boot.tar"): a tar of the files to put on the boot partition, compressed as boot.compression says.
+//     Its entries are directories and regular files only, with slash-separated paths relative to the
+//     boot partition root (a leading "./" is allowed; absolute paths, ".." and empty elements are not).
+//
+// The archive ends with the two zero blocks of a tar end-of-archive marker; a stream that stops without
+// them is truncated. Readers do not look past the marker.
+//
+// The metadata is a JSON object written in canonical form: keys sorted, no insignificant whitespace, no
+// HTML escaping. Strings are printable ASCII, so this coincides with RFC 8785. Readers verify the
+// signature over the bytes as stored and do not require the canonical form, but reject unknown keys.
+//
+//	{
+//	  "arch":       "aarch64",            // balena architecture
+//	  "boot":       { ...payload... },    // optional
+//	  "created":    1700000000,           // Unix seconds; also every member's mtime
+//	  "deviceType": "raspberrypi4-64",    // device-type slug
+//	  "format":     1,
+//	  "rootfs":     { ...payload... },
+//	  "version":    "6.0.13"              // OS version
+//	}
+//
+// A payload describes one member:
+//
+//	{
+//	  "compression": "zstd",              // "zstd" or "none"
+//	  "filesystem":  "ext4",              // rootfs: "ext4"; boot: absent
+//	  "imageSha256": "<64 hex digits>",   // sha256 of the decompressed bytes
+//	  "imageSize":   1234,                // size of the decompressed bytes
+//	  "name":        "rootfs.ext4.zst",   // member name: a plain file name
+//	  "sha256":      "<64 hex digits>",   // sha256 of the member bytes as stored
+//	  "size":        567                  // size of the member as stored
+//	}
+//
+// With compression "none" the stored and decompressed size and digest are the same. A zstd payload is
+// one or more zstd frames whose window is at most 128 MiB, which bounds what a reader must hold.
+//
+// Members are written with mode 0644, uid and gid 0, no user or group names and mtime = created, and the
+// boot tar likewise (directories 0755), so the same inputs give the same bundle bytes.
+package bundle

@@ -1,0 +1,265 @@
+package bundle
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// FormatVersion is the bundle format this package writes and reads.
+const FormatVersion = 1
+
+// Member names and payload values of the format.
+const (
+	MetadataName  = "hostos-bundle.json"
+	SignatureName = "hostos-bundle.json.sig"
+
+	// RootfsName and BootName are the payload names Create uses.
+	RootfsName = "rootfs.ext4.zst"
+	BootName   = "boot.tar"
+
+	CompressionZstd = "zstd"
+	CompressionNone = "none"
+
+	FilesystemExt4 = "ext4"
+)
+
+// maxMetadataSize bounds the metadata member, which is read into memory.
+const maxMetadataSize = 64 << 10
+
+// Metadata describes a bundle; it is the first member, and what the signature covers.
+type Metadata struct {
+	Format     int      `json:"format"`     // FormatVersion
+	DeviceType string   `json:"deviceType"` // device-type slug, e.g. "raspberrypi4-64"
+	Arch       string   `json:"arch"`       // balena architecture, e.g. "aarch64"
+	Version    string   `json:"version"`    // OS version
+	Created    int64    `json:"created"`    // Unix seconds (SOURCE_DATE_EPOCH); also the members' mtime
+	Rootfs     Payload  `json:"rootfs"`     // the root filesystem image
+	Boot       *Payload `json:"boot,omitempty"`
+}
+
+// Payload describes one payload member of a bundle.
+type Payload struct {
+	Name        string `json:"name"`                 // member name: "rootfs.ext4.zst", "boot.tar"
+	Filesystem  string `json:"filesystem,omitempty"` // "ext4" for rootfs, empty for boot
+	Compression string `json:"compression"`          // "zstd" or "none"
+	Size        int64  `json:"size"`                 // stored (member) bytes
+	SHA256      string `json:"sha256"`               // of the stored bytes, lower-case hex
+	ImageSize   int64  `json:"imageSize"`            // bytes after decompression
+	ImageSHA256 string `json:"imageSha256"`          // of the decompressed bytes, lower-case hex
+}
+
+// validate checks m as this package writes and reads it. Its errors name the field.
+func (m *Metadata) validate() error {
+	if m.Format != FormatVersion {
+		return fmt.Errorf("metadata format %d: unsupported, want %d", m.Format, FormatVersion)
+	}
+	for _, f := range []struct{ name, v string }{{"deviceType", m.DeviceType}, {"arch", m.Arch}, {"version", m.Version}} {
+		if err := checkText(f.v); err != nil {
+			return fmt.Errorf("metadata %s %q: %w", f.name, f.v, err)
+		}
+	}
+	if m.Created < 0 {
+		return fmt.Errorf("metadata created %d: negative", m.Created)
+	}
+	if err := m.Rootfs.validate(); err != nil {
+		return fmt.Errorf("metadata rootfs: %w", err)
+	}
+	if m.Rootfs.Filesystem != FilesystemExt4 {
+		return fmt.Errorf("metadata rootfs filesystem %q: want %q", m.Rootfs.Filesystem, FilesystemExt4)
+	}
+	if m.Boot != nil {
+		if err := m.Boot.validate(); err != nil {
+			return fmt.Errorf("metadata boot: %w", err)
+		}
+		if m.Boot.Filesystem != "" {
+			return fmt.Errorf("metadata boot filesystem %q: want none", m.Boot.Filesystem)
+		}
+		if m.Boot.Name == m.Rootfs.Name {
+			return fmt.Errorf("metadata boot name %q: same as rootfs", m.Boot.Name)
+		}
+	}
+	return nil
+}
+
+func (p *Payload) validate() error {
+	if err := checkMemberName(p.Name); err != nil {
+		return fmt.Errorf("name %q: %w", p.Name, err)
+	}
+	switch p.Compression {
+	case CompressionZstd, CompressionNone:
+	default:
+		return fmt.Errorf("compression %q: want %q or %q", p.Compression, CompressionZstd, CompressionNone)
+	}
+	if p.Size < 0 || p.ImageSize < 0 {
+		return fmt.Errorf("size %d, image size %d: negative", p.Size, p.ImageSize)
+	}
+	if !isDigest(p.SHA256) {
+		return fmt.Errorf("sha256 %q: want 64 lower-case hex digits", p.SHA256)
+	}
+	if !isDigest(p.ImageSHA256) {
+		return fmt.Errorf("image sha256 %q: want 64 lower-case hex digits", p.ImageSHA256)
+	}
+	if p.Compression == CompressionNone && (p.Size != p.ImageSize || p.SHA256 != p.ImageSHA256) {
+		return errors.New("uncompressed payload: stored and image size and sha256 differ")
+	}
+	return nil
+}
+
+// checkText accepts a non-empty string of printable ASCII.
+func checkText(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return errors.New("not printable ASCII")
+		}
+	}
+	return nil
+}
+
+// checkMemberName accepts a plain file name that fits a ustar name field and is not a metadata member.
+func checkMemberName(s string) error {
+	if err := checkText(s); err != nil {
+		return err
+	}
+	switch {
+	case len(s) > 100:
+		return errors.New("longer than 100 bytes")
+	case s == "." || s == ".." || strings.ContainsAny(s, `/\`):
+		return errors.New("not a plain file name")
+	case s == MetadataName || s == SignatureName:
+		return errors.New("reserved")
+	}
+	return nil
+}
+
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// encode returns the canonical JSON of m: keys sorted, no whitespace, no HTML escaping.
+func (m *Metadata) encode() ([]byte, error) {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode metadata: %w", err)
+	}
+	// Struct fields marshal in declaration order; a generic value marshals objects with sorted keys.
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, fmt.Errorf("encode metadata: %w", err)
+	}
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode metadata: %w", err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// errUnsupported marks a well-formed bundle of another format version.
+var errUnsupported = errors.New("unsupported bundle format")
+
+// decodeMetadata parses and validates metadata bytes. A format other than FormatVersion gives an error
+// wrapping errUnsupported; anything else wrong is a plain error the reader reports as corruption.
+func decodeMetadata(b []byte) (Metadata, error) {
+	var probe struct {
+		Format *int `json:"format"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return Metadata{}, fmt.Errorf("metadata: %w", err)
+	}
+	if probe.Format == nil {
+		return Metadata{}, errors.New("metadata: no format")
+	}
+	if *probe.Format != FormatVersion {
+		return Metadata{}, fmt.Errorf("%w %d, want %d", errUnsupported, *probe.Format, FormatVersion)
+	}
+	if err := checkKeys(b); err != nil {
+		return Metadata{}, fmt.Errorf("metadata: %w", err)
+	}
+	var m Metadata
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&m); err != nil {
+		return Metadata{}, fmt.Errorf("metadata: %w", err)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return Metadata{}, errors.New("metadata: data after the JSON object")
+	}
+	if err := m.validate(); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
+}
+
+// metadataKeys are the object keys the format knows, spelt exactly.
+var metadataKeys = map[string]bool{
+	"format": true, "deviceType": true, "arch": true, "version": true, "created": true, "rootfs": true, "boot": true,
+	"name": true, "filesystem": true, "compression": true, "size": true, "sha256": true, "imageSize": true,
+	"imageSha256": true,
+}
+
+// checkKeys rejects duplicate keys and keys not spelt exactly as the format does, which encoding/json
+// would otherwise resolve (last wins, case-insensitive match) where another reader might not.
+func checkKeys(b []byte) error {
+	type frame struct {
+		obj, wantKey bool
+		seen         map[string]bool
+	}
+	var stack []*frame
+	d := json.NewDecoder(bytes.NewReader(b))
+	for {
+		t, err := d.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n := len(stack); n > 0 && stack[n-1].wantKey {
+			if k, ok := t.(string); ok {
+				top := stack[n-1]
+				if !metadataKeys[k] {
+					return fmt.Errorf("unknown key %q", k)
+				}
+				if top.seen[k] {
+					return fmt.Errorf("duplicate key %q", k)
+				}
+				top.seen[k] = true
+				top.wantKey = false
+				continue
+			}
+		}
+		switch t {
+		case json.Delim('{'):
+			stack = append(stack, &frame{obj: true, wantKey: true, seen: map[string]bool{}})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended: the enclosing object wants a key next.
+		if n := len(stack); n > 0 && stack[n-1].obj {
+			stack[n-1].wantKey = true
+		}
+	}
+}
