@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hostos/hostos/config"
+	"github.com/hostos/hostos/rootfs/bootfs"
 )
 
 // Options is one configure run. Everything is validated and planned before the first byte is written.
@@ -377,29 +378,16 @@ func checkRuleName(name string) error {
 	return nil
 }
 
-// checkSpace refuses the run before any write when the files will not fit. Each replacement needs room
-// for the new copy while the old one still exists; the old copy's space comes back afterwards.
+// checkSpace refuses the run before any write when the directories and files will not fit.
 func (tg *Target) checkSpace(changes []change, dirs []string) error {
-	bs := tg.FS.BlockSize()
-	if bs <= 0 {
-		bs = 512
+	var cs []bootfs.Change
+	for _, d := range dirs {
+		cs = append(cs, bootfs.Change{Name: d, NewDir: true})
 	}
-	round := func(n int64) int64 { return (n + bs - 1) / bs * bs }
-	free := tg.FS.Free() - int64(len(dirs))*bs
 	for _, c := range changes {
-		need := round(int64(len(c.data)))
-		if c.old < 0 {
-			need += bs // the directory may have to grow by one block
-		}
-		if need > free {
-			return fmt.Errorf("boot partition full: %s needs %d bytes, %d free", strings.TrimPrefix(c.name, "/"), need, max(free, 0))
-		}
-		free -= need
-		if c.old > 0 {
-			free += round(c.old)
-		}
+		cs = append(cs, bootfs.Change{Name: c.name, Size: int64(len(c.data)), OldSize: c.old})
 	}
-	return nil
+	return bootfs.Fits(tg.FS, cs)
 }
 
 // referenceTime is the time already on config.json (or os-release): stamping written files with it keeps

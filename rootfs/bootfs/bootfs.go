@@ -5,6 +5,7 @@ package bootfs
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hostos/hostos/partition"
@@ -80,4 +81,58 @@ func OpenFAT(d disk.Disk, p partition.Partition) (FS, error) {
 		return nil, fmt.Errorf("partition %d: %w", p.Number, err)
 	}
 	return fatFS{rw}, nil
+}
+
+// List returns the regular files of a boot file system as sorted slash paths without a leading slash.
+func List(f FS) ([]string, error) {
+	switch f := f.(type) {
+	case fatFS:
+		var files []string
+		err := f.Walk(func(p string, e fat.DirEntry) error {
+			if !e.IsDir {
+				files = append(files, p)
+			}
+			return nil
+		})
+		return files, err
+	case Dir:
+		return f.list()
+	}
+	return nil, fmt.Errorf("list files: unsupported boot file system %T", f)
+}
+
+// Change is a file about to be written: its new size, and the size of the file it replaces (-1: new).
+type Change struct {
+	Name    string
+	Size    int64
+	OldSize int64
+	NewDir  bool // its directory does not exist yet
+}
+
+// Fits checks, before anything is written, that changes applied in order fit on f: each replacement
+// needs room for its new copy while the old one still exists, and the old copy's space comes back after.
+func Fits(f FS, changes []Change) error {
+	bs := f.BlockSize()
+	if bs <= 0 {
+		bs = 512
+	}
+	round := func(n int64) int64 { return (n + bs - 1) / bs * bs }
+	free := f.Free()
+	for _, c := range changes {
+		need := round(c.Size)
+		if c.OldSize < 0 {
+			need += bs // the directory may have to grow by one block
+		}
+		if c.NewDir {
+			need += bs
+		}
+		if need > free {
+			return fmt.Errorf("boot partition full: %s needs %d bytes, %d free", strings.TrimPrefix(c.Name, "/"), need, max(free, 0))
+		}
+		free -= need
+		if c.OldSize > 0 {
+			free += round(c.OldSize)
+		}
+	}
+	return nil
 }

@@ -2,9 +2,11 @@ package bootfs
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -119,6 +121,25 @@ func (d Dir) BlockSize() int64 {
 		return 4096
 	}
 	return int64(st.Bsize)
+}
+
+func (d Dir) list() ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(string(d), func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.Type().IsRegular() {
+			rel, err := filepath.Rel(string(d), p)
+			if err != nil {
+				return err
+			}
+			files = append(files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	sort.Strings(files)
+	return files, err
 }
 
 func syncDir(dir string) error {
