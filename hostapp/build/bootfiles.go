@@ -83,3 +83,21 @@ func (b BootFile) expand(deployDir string) ([]hostFile, error) {
 	}
 	return out, nil
 }
+
+// expandBootFiles parses and expands "src:dst" entries against deployDir, in the order given: where two
+// name the same destination, the later one is meant to win.
+func expandBootFiles(entries []string, deployDir string) ([]hostFile, error) {
+	var out []hostFile
+	for _, s := range entries {
+		bf, err := ParseBootFile(s)
+		if err != nil {
+			return nil, err
+		}
+		hf, err := bf.expand(deployDir)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, hf...)
+	}
+	return out, nil
+}

@@ -186,22 +186,8 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 		}
 	}
 	p.rootSrc = src
-	kind, err := tree.Detect(src)
-	if err != nil {
-		return nil, fmt.Errorf("root filesystem: %w", err)
-	}
-	p.rootKind = kind
-	switch kind {
-	case tree.KindDir:
-		p.root, err = tree.Scan(src)
-	case tree.KindExt4:
-	default:
-		p.root, err = tree.Stage(ctx, src, filepath.Join(work, "root"), func(done, total int64) {
-			o.progress("stage root filesystem", done, total)
-		})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("root filesystem %s: %w", src, err)
+	if p.root, p.rootKind, err = stageRoot(ctx, src, work, o.progress); err != nil {
+		return nil, err
 	}
 
 	// Layout.
@@ -231,22 +217,8 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 	}
 
 	// Root filesystem fit, before anything is written.
-	rootSize := int64(sizes.Root) * mib
-	if p.root != nil {
-		need := ext4.Estimate(p.root, ext4.Options{InodeRatio: 8192})
-		if need > rootSize {
-			return nil, fmt.Errorf("root filesystem does not fit: it needs %d MiB, the root partition has %d MiB (short by %d MiB)",
-				ceilMiB(need), rootSize/mib, ceilMiB(need-rootSize))
-		}
-	} else {
-		fi, err := os.Stat(src)
-		if err != nil {
-			return nil, fmt.Errorf("root filesystem: %w", err)
-		}
-		if fi.Size() > rootSize {
-			return nil, fmt.Errorf("root filesystem image %s does not fit: it is %d MiB, the root partition has %d MiB (short by %d MiB)",
-				src, ceilMiB(fi.Size()), rootSize/mib, ceilMiB(fi.Size()-rootSize))
-		}
+	if err := checkRootFit(p.root, src, int64(sizes.Root)*mib); err != nil {
+		return nil, err
 	}
 
 	// Seed for every identifier: random, or derived from the inputs when reproducible.
@@ -290,7 +262,7 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 		fo := ext4.Options{Label: labels[i]}
 		switch labels[i] {
 		case LabelRootA, LabelRootB:
-			fo.InodeRatio = 8192
+			fo.InodeRatio = rootInodeRatio
 		case LabelState:
 			fo.BlockSize = 4096
 		case LabelData:
@@ -308,6 +280,54 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 		p.fatOpts.VolumeID = binary.BigEndian.Uint32(p.derived("fat-volume-id"))
 	}
 	return p, nil
+}
+
+// rootInodeRatio is the bytes-per-inode of root filesystems, which hold many small files.
+const rootInodeRatio = 8192
+
+// stageRoot readies the root filesystem source src for ext4.Make: a directory is used in place, an
+// archive or container image is staged into work/root, and an ext4 image is left as it is (nil tree).
+func stageRoot(ctx context.Context, src, work string, progress ProgressFunc) (*tree.Staged, tree.Kind, error) {
+	kind, err := tree.Detect(src)
+	if err != nil {
+		return nil, "", fmt.Errorf("root filesystem: %w", err)
+	}
+	var root *tree.Staged
+	switch kind {
+	case tree.KindDir:
+		root, err = tree.Scan(src)
+	case tree.KindExt4:
+	default:
+		root, err = tree.Stage(ctx, src, filepath.Join(work, "root"), func(done, total int64) {
+			progress("stage root filesystem", done, total)
+		})
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("root filesystem %s: %w", src, err)
+	}
+	return root, kind, nil
+}
+
+// checkRootFit refuses a root filesystem that does not fit a root partition of rootSize bytes: the
+// staged tree root, or the ext4 image src when root is nil.
+func checkRootFit(root *tree.Staged, src string, rootSize int64) error {
+	if root != nil {
+		need := ext4.Estimate(root, ext4.Options{InodeRatio: rootInodeRatio})
+		if need > rootSize {
+			return fmt.Errorf("root filesystem does not fit: it needs %d MiB, the root partition has %d MiB (short by %d MiB)",
+				ceilMiB(need), rootSize/mib, ceilMiB(need-rootSize))
+		}
+		return nil
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("root filesystem: %w", err)
+	}
+	if fi.Size() > rootSize {
+		return fmt.Errorf("root filesystem image %s does not fit: it is %d MiB, the root partition has %d MiB (short by %d MiB)",
+			src, ceilMiB(fi.Size()), rootSize/mib, ceilMiB(fi.Size()-rootSize))
+	}
+	return nil
 }
 
 // write assembles the image file at tmp.
@@ -439,18 +459,12 @@ func (p *plan) collectBootFiles(work string) error {
 	if deploy == "" {
 		deploy = spec.Dir
 	}
-	for _, s := range spec.Boot.Files {
-		bf, err := ParseBootFile(s)
-		if err != nil {
-			return err
-		}
-		hf, err := bf.expand(deploy)
-		if err != nil {
-			return err
-		}
-		for _, h := range hf {
-			add(fat.File{Dst: h.Dst, Src: h.Src})
-		}
+	hf, err := expandBootFiles(spec.Boot.Files, deploy)
+	if err != nil {
+		return err
+	}
+	for _, h := range hf {
+		add(fat.File{Dst: h.Dst, Src: h.Src})
 	}
 
 	cfg := config.NewConfig(dt.Slug, spec.Development)
