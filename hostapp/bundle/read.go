@@ -105,6 +105,8 @@ func (r *Reader) fail(what string, err error) error {
 	case errors.Is(err, ErrCorrupt):
 	case r.src.err != nil:
 		err = fmt.Errorf("read bundle %s: %w", what, r.src.err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		err = corrupt("%s: truncated: %w", what, err)
 	default:
 		err = corrupt("%s: %w", what, err)
 	}
