@@ -1,0 +1,184 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/hostos/hostos/rootfs/ext4"
+	"github.com/hostos/hostos/rootfs/tree"
+)
+
+// The ext4 geometry of root filesystems, as hostos build makes them.
+const (
+	rootInodeRatio = 8192
+	blockSize      = 4096
+)
+
+// fromFile opens a local file that is not a bundle: an ext4 image is streamed as it is, an archive made
+// into an image. work, when not empty, is a staging directory of the caller's (holding path, perhaps)
+// that the payload takes over.
+func fromFile(ctx context.Context, what, path, work string, o Options) (*Payload, error) {
+	kind, err := tree.Detect(path)
+	if err != nil {
+		removeWork(work)
+		return nil, fmt.Errorf("update %s: %w", what, err)
+	}
+	if kind == tree.KindExt4 {
+		return fromExt4(ctx, what, path, work, o)
+	}
+	return fromTree(ctx, what, path, work, o)
+}
+
+func removeWork(work string) {
+	if work != "" {
+		os.RemoveAll(work)
+	}
+}
+
+// fromExt4 streams the ext4 filesystem image at path as it is.
+func fromExt4(ctx context.Context, what, path, work string, o Options) (*Payload, error) {
+	f, err := os.Open(path)
+	if err == nil {
+		var p *Payload
+		if p, err = ext4Payload(ctx, f, o); err == nil {
+			p.Close = onceClose(func() error {
+				err := f.Close()
+				removeWork(work)
+				return err
+			})
+			return p, nil
+		}
+		f.Close()
+	}
+	removeWork(work)
+	return nil, fmt.Errorf("update %s: ext4 image: %w", what, err)
+}
+
+func ext4Payload(ctx context.Context, f *os.File, o Options) (*Payload, error) {
+	size, err := ext4.FilesystemSize(f, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() < size {
+		return nil, fmt.Errorf("truncated: %d bytes of a %d byte filesystem", fi.Size(), size)
+	}
+	if o.RootSize > 0 && size > o.RootSize {
+		return nil, fmt.Errorf("%w: the filesystem is %d MiB, the slot %d MiB", ErrTooLarge, ceilMiB(size), o.RootSize/mib)
+	}
+	return &Payload{Size: size, Image: &ctxReader{ctx: ctx, r: io.NewSectionReader(f, 0, size)}}, nil
+}
+
+// needSlotSize refuses to make an image when the slot size is unknown.
+func needSlotSize(what string, o Options) error {
+	if o.RootSize < blockSize {
+		return fmt.Errorf("update %s: the slot size is needed to make an image of it: give a root size or a known device type", what)
+	}
+	return nil
+}
+
+// fromTree stages the root filesystem source src (a directory, an archive, an OCI layout) in work (made
+// when empty), makes it into an ext4 image of o.RootSize bytes (whole blocks) there and streams that image. Closing the
+// payload removes work.
+func fromTree(ctx context.Context, what, src, work string, o Options) (p *Payload, err error) {
+	if err := needSlotSize(what, o); err != nil {
+		removeWork(work)
+		return nil, err
+	}
+	if work == "" {
+		if work, err = os.MkdirTemp(o.TempDir, ".hostos-update-"); err != nil {
+			return nil, fmt.Errorf("update %s: %w", what, err)
+		}
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(work)
+		}
+	}()
+	root, err := stage(ctx, src, work, o)
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", what, err)
+	}
+	// What the staged tree came from is no longer needed.
+	os.Remove(filepath.Join(work, "download"))
+	os.RemoveAll(filepath.Join(work, "oci"))
+	os.RemoveAll(filepath.Join(work, "oci-pick"))
+
+	size := o.RootSize / blockSize * blockSize
+	opts := ext4.Options{InodeRatio: rootInodeRatio, BlockSize: blockSize}
+	if need := ext4.Estimate(root, opts); need > size {
+		return nil, fmt.Errorf("update %s: %w: its root filesystem needs %d MiB, the slot has %d MiB (short by %d MiB)",
+			what, ErrTooLarge, ceilMiB(need), size/mib, ceilMiB(need-size))
+	}
+	const step = "make root filesystem"
+	o.Progress(step, 0, 1)
+	img := filepath.Join(work, "rootfs.ext4")
+	if err := createSized(img, size); err != nil {
+		return nil, fmt.Errorf("update %s: %w", what, err)
+	}
+	if err := ext4.Make(ctx, img, 0, size, opts, root); err != nil {
+		if errors.Is(err, ext4.ErrNoSpace) {
+			err = fmt.Errorf("%w: %w", ErrTooLarge, err)
+		}
+		return nil, fmt.Errorf("update %s: %w", what, err)
+	}
+	os.RemoveAll(filepath.Join(work, "root"))
+	o.Progress(step, 1, 1)
+	f, err := os.Open(img)
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", what, err)
+	}
+	return &Payload{
+		Size:  size,
+		Image: &ctxReader{ctx: ctx, r: f},
+		Close: onceClose(func() error {
+			err := f.Close()
+			if rerr := os.RemoveAll(work); err == nil {
+				err = rerr
+			}
+			return err
+		}),
+	}, nil
+}
+
+// stage readies src for ext4.Make: a directory is used in place, anything else is staged into work/root.
+// Staging refuses entries that would land outside the root.
+func stage(ctx context.Context, src, work string, o Options) (*tree.Staged, error) {
+	kind, err := tree.Detect(src)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case tree.KindDir:
+		return tree.Scan(src)
+	case tree.KindExt4:
+		return nil, fmt.Errorf("%s: an ext4 image where a tree was expected", src)
+	case tree.KindOCI:
+		if src, err = singleImageLayout(src, filepath.Join(work, "oci-pick"), o); err != nil {
+			return nil, err
+		}
+	}
+	return tree.Stage(ctx, src, filepath.Join(work, "root"), func(done, total int64) {
+		o.Progress("stage root filesystem", done, total)
+	})
+}
+
+// createSized creates the empty (sparse) file path of size bytes.
+func createSized(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
