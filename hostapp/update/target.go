@@ -1,0 +1,203 @@
+package update
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/hostos/hostos/config"
+	"github.com/hostos/hostos/hostapp/bootenv"
+	"github.com/hostos/hostos/partition"
+	"github.com/hostos/hostos/partition/disk"
+	"github.com/hostos/hostos/rootfs/bootfs"
+	"github.com/hostos/hostos/rootfs/ext4"
+)
+
+// Labels of the partitions the updater works with, resin-* and balena-* alike.
+var (
+	RootALabels = []string{"resin-rootA", "balena-rootA"}
+	RootBLabels = []string{"resin-rootB", "balena-rootB"}
+	StateLabels = []string{"resin-state", "balena-state"}
+)
+
+// Target is a device or a disk image being updated: its disk, where the boot files and breadcrumbs
+// live, its bootloader backend and which slot runs.
+type Target struct {
+	Disk  disk.Disk
+	Boot  bootfs.FS
+	State StateStore
+	Env   bootenv.Backend
+	// Slots are the root partitions; Labels their filesystem labels (given to a newly written slot).
+	Slots  map[bootenv.Slot]partition.Partition
+	Labels map[bootenv.Slot]string
+	// Booted is the slot running now (on an image: the one the caller says booted, else the one the
+	// bootloader points at).
+	Booted     bootenv.Slot
+	DeviceType string
+	Arch       string
+
+	chunk int // slot write size; 0: slotChunk
+}
+
+// OpenImage opens a balenaOS disk image for updating: the boot partition's FAT, the state partition's
+// ext4 (through debugfs) and the root slots, all found by label. booted is the slot taken as running
+// ("" for the one the bootloader points at).
+func OpenImage(d disk.Disk, booted bootenv.Slot) (*Target, error) {
+	t, err := partition.Read(d, d.Size(), d.SectorSize())
+	if err != nil {
+		return nil, err
+	}
+	boot, err := bootfs.Locate(d, t)
+	if err != nil {
+		return nil, err
+	}
+	bfs, err := bootfs.OpenFAT(d, boot)
+	if err != nil {
+		return nil, fmt.Errorf("boot partition: %w", err)
+	}
+	tg := &Target{Disk: d, Boot: bfs, Slots: map[bootenv.Slot]partition.Partition{}, Labels: map[bootenv.Slot]string{}}
+	if err := tg.locateSlots(d, t); err != nil {
+		return nil, err
+	}
+	state, err := partition.Locate(d, t, StateLabels...)
+	if err != nil {
+		return nil, fmt.Errorf("state partition: %w", err)
+	}
+	tg.State = ext4Store{fs: ext4.Debugfs{Image: d.Path(), Offset: state.Start}}
+	if err := tg.finish(booted); err != nil {
+		return nil, err
+	}
+	return tg, nil
+}
+
+// locateSlots finds the root slots by label. A slot being written has no filesystem (and so no label)
+// until its last write: it is then the neighbour of the other slot, as in every balenaOS layout (rootA
+// directly before rootB), provided that partition carries no other label.
+func (tg *Target) locateSlots(d disk.Disk, t *partition.Table) error {
+	found := map[bootenv.Slot]error{}
+	for slot, labels := range map[bootenv.Slot][]string{bootenv.SlotA: RootALabels, bootenv.SlotB: RootBLabels} {
+		p, err := partition.Locate(d, t, labels...)
+		if err != nil {
+			if !errors.Is(err, partition.ErrNotFound) {
+				return fmt.Errorf("root slot %s: %w", slot, err)
+			}
+			found[slot] = err
+			continue
+		}
+		tg.Slots[slot], tg.Labels[slot] = p, p.Label
+	}
+	for slot, err := range found {
+		other, ok := tg.Slots[slot.Other()]
+		if !ok {
+			return fmt.Errorf("root slot %s: %w", slot, err)
+		}
+		n := other.Number + 1
+		if slot == bootenv.SlotA {
+			n = other.Number - 1
+		}
+		p, ok := t.Partition(n)
+		if !ok {
+			return fmt.Errorf("root slot %s: %w", slot, err)
+		}
+		if _, label, _ := partition.Probe(d, p.Start, p.Size); label != "" {
+			return fmt.Errorf("root slot %s: partition %d carries label %q: %w", slot, n, label, err)
+		}
+		prefix := strings.TrimSuffix(tg.Labels[slot.Other()], string(slot.Other()))
+		tg.Slots[slot], tg.Labels[slot] = p, prefix+string(slot)
+	}
+	return nil
+}
+
+// finish reads the device type, picks the bootloader backend and settles which slot runs.
+func (tg *Target) finish(booted bootenv.Slot) error {
+	if tg.Slots[bootenv.SlotA].Number == tg.Slots[bootenv.SlotB].Number {
+		return errors.New("root slots A and B resolve to the same partition")
+	}
+	parts := bootenv.Parts{A: tg.Slots[bootenv.SlotA].Number, B: tg.Slots[bootenv.SlotB].Number}
+	if b, err := tg.Boot.ReadFile("/device-type.json"); err == nil {
+		m, err := config.ParseManifest(b)
+		if err != nil {
+			return err
+		}
+		tg.DeviceType, tg.Arch = m.Slug, m.Arch
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("device-type.json: %w", err)
+	}
+	var err error
+	if dt, lerr := config.LookupDeviceType(tg.DeviceType); lerr == nil {
+		tg.Env, err = bootenv.ForBootloader(dt.Bootloader, parts)
+	} else {
+		tg.Env, err = bootenv.Detect(tg.Boot, parts)
+	}
+	if err != nil {
+		return err
+	}
+	switch booted {
+	case "":
+		env, err := tg.Env.Read(tg.Boot)
+		if err != nil {
+			return fmt.Errorf("bootloader environment: %w", err)
+		}
+		tg.Booted = env.Root
+	case bootenv.SlotA, bootenv.SlotB:
+		tg.Booted = booted
+	default:
+		return fmt.Errorf("slot %q: want A or B", booted)
+	}
+	return nil
+}
+
+// Read gathers the State the decisions need.
+func (tg *Target) Read() (State, error) {
+	env, err := tg.Env.Read(tg.Boot)
+	if err != nil {
+		return State{}, fmt.Errorf("bootloader environment: %w", err)
+	}
+	st := State{Env: env, Booted: tg.Booted, Crumbs: map[string]bool{}}
+	for _, c := range Breadcrumbs {
+		ok, err := tg.State.Has(c)
+		if err != nil {
+			return State{}, err
+		}
+		st.Crumbs[c] = ok
+	}
+	return st, nil
+}
+
+// Apply carries out a step: the bootloader first (it decides what boots), then the breadcrumbs.
+func (tg *Target) Apply(s Step) error {
+	if err := tg.Env.Write(tg.Boot, s.Env); err != nil {
+		return fmt.Errorf("bootloader environment: %w", err)
+	}
+	return tg.crumbs(s)
+}
+
+func (tg *Target) crumbs(s Step) error {
+	for _, c := range s.Touch {
+		if err := tg.State.Touch(c); err != nil {
+			return err
+		}
+	}
+	for _, c := range s.Remove {
+		if err := tg.State.Remove(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SlotVersion reads the OS version in a slot from its /etc/os-release; "" when the slot holds no
+// readable system.
+func (tg *Target) SlotVersion(s bootenv.Slot) string {
+	p := tg.Slots[s]
+	b, err := ext4.ReadFile(tg.Disk, p.Start, p.Size, "/etc/os-release")
+	if err != nil {
+		return ""
+	}
+	f := config.ParseOSRelease(b)
+	if v := f["VERSION_ID"]; v != "" {
+		return v
+	}
+	return f["VERSION"]
+}

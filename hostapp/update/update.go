@@ -1,0 +1,329 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hostos/hostos/config"
+	"github.com/hostos/hostos/hostapp/bootenv"
+	"github.com/hostos/hostos/hostapp/update/source"
+	"github.com/hostos/hostos/rootfs/bootfs"
+)
+
+// Options are the knobs of an update.
+type Options struct {
+	// Force installs even when an update is already pending.
+	Force bool
+	// TempDir holds the new boot files and the backup of the old ones while they are swapped.
+	TempDir string
+	// Time stamps boot files written (zero: now).
+	Time     time.Time
+	Progress func(step string, done, total int64)
+	Log      func(string)
+}
+
+// Result says what an update did.
+type Result struct {
+	From     bootenv.Slot `json:"from"`
+	To       bootenv.Slot `json:"to"`
+	Version  string       `json:"version,omitempty"`
+	SHA256   string       `json:"sha256"`
+	Bytes    int64        `json:"bytes"`
+	Boot     []string     `json:"bootFiles"`
+	Switched bool         `json:"switched"`
+}
+
+// protected are boot partition files an update never replaces: the device's configuration.
+var protected = []string{"config.json", config.FingerprintName, "extra_uEnv.txt", "splash/", "system-connections/", "system-proxy/"}
+
+func isProtected(name string, env bootenv.Backend) bool {
+	name = strings.TrimPrefix(name, "/")
+	for _, p := range protected {
+		if name == p || strings.HasSuffix(p, "/") && strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	for _, f := range env.Files() {
+		if strings.EqualFold(strings.TrimPrefix(f, "/"), name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Update writes p into the slot that is not running, installs its boot files and switches the bootloader
+// to it on trial. Until the switch, a failure leaves the device as it was; a failure after the boot files
+// were touched restores them and points the bootloader back at the running slot. Result.Switched says
+// whether the device will boot the new system.
+func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res Result, err error) {
+	logf := func(format string, a ...any) {
+		if o.Log != nil {
+			o.Log(fmt.Sprintf(format, a...))
+		}
+	}
+	st, err := tg.Read()
+	if err != nil {
+		return res, err
+	}
+	if st.Pending() && !o.Force {
+		return res, fmt.Errorf("%w (slot %s on trial): commit or roll back first, or --force", ErrPending, st.Env.Root)
+	}
+	from := tg.Booted
+	to := from.Other()
+	res = Result{From: from, To: to, Version: p.Version}
+	if p.DeviceType != "" && tg.DeviceType != "" && p.DeviceType != tg.DeviceType {
+		return res, fmt.Errorf("update is for device type %s, this is %s", p.DeviceType, tg.DeviceType)
+	}
+	if p.Arch != "" && tg.Arch != "" && p.Arch != tg.Arch {
+		return res, fmt.Errorf("update is for %s, this device is %s", p.Arch, tg.Arch)
+	}
+	slot := tg.Slots[to]
+	if p.Size > slot.Size {
+		return res, fmt.Errorf("%d MiB filesystem, slot %s holds %d MiB: %w", (p.Size+(1<<20)-1)>>20, to, slot.Size>>20, ErrNoSpace)
+	}
+	progress := func(step string) func(done, total int64) {
+		if o.Progress == nil {
+			return nil
+		}
+		return func(done, total int64) { o.Progress(step, done, total) }
+	}
+	logf("writing %s into slot %s (partition %d)", p.Version, to, slot.Number)
+	sum, err := writeSlot(ctx, tg.Disk, slot, p.Image, p.Size, tg.Labels[to], tg.chunk, progress("write slot "+string(to)))
+	if err != nil {
+		return res, fmt.Errorf("slot %s: %w (nothing switched: slot %s still boots)", to, err, from)
+	}
+	res.SHA256, res.Bytes = hex.EncodeToString(sum[:]), p.Size
+
+	tmp, err := os.MkdirTemp(o.TempDir, "hostos-update-")
+	if err != nil {
+		return res, fmt.Errorf("update: %w (nothing switched)", err)
+	}
+	defer os.RemoveAll(tmp)
+	staged, err := stageBoot(p, filepath.Join(tmp, "new"))
+	if err != nil {
+		return res, fmt.Errorf("boot files: %w (nothing switched: slot %s still boots)", err, from)
+	}
+	mtime := o.Time
+	if mtime.IsZero() {
+		mtime = time.Now()
+	}
+	plan, err := tg.planBoot(staged)
+	if err != nil {
+		return res, fmt.Errorf("boot files: %w (nothing switched: slot %s still boots)", err, from)
+	}
+	backup := filepath.Join(tmp, "old")
+	restore := func(cause error) error {
+		rerr := tg.restoreBoot(plan, backup, mtime)
+		if rerr == nil {
+			rerr = tg.Env.Write(tg.Boot, st.Env)
+		}
+		if rerr != nil {
+			return fmt.Errorf("%w; restoring the boot partition failed too: %v", cause, rerr)
+		}
+		return fmt.Errorf("%w (restored: slot %s still boots)", cause, from)
+	}
+	if err := tg.installBoot(plan, backup, mtime); err != nil {
+		return res, restore(fmt.Errorf("boot files: %w", err))
+	}
+	res.Boot = plan.names()
+	// The breadcrumbs first: without the switch they mean nothing. The bootloader write is the one
+	// step that decides which system boots next.
+	step := Install(st, to)
+	if err := tg.crumbs(step); err != nil {
+		return res, restore(fmt.Errorf("breadcrumbs: %w", err))
+	}
+	if err := tg.Env.Write(tg.Boot, step.Env); err != nil {
+		return res, restore(fmt.Errorf("bootloader environment: %w", err))
+	}
+	res.Switched = true
+	if err := tg.Disk.Sync(); err != nil {
+		return res, fmt.Errorf("switched to slot %s, but the final sync failed: %w", to, err)
+	}
+	logf("slot %s boots next, on trial", to)
+	return res, nil
+}
+
+// stageBoot copies the payload's boot files into dir; they count only once Boot has verified them.
+func stageBoot(p *source.Payload, dir string) (map[string]string, error) {
+	files := map[string]string{}
+	if p.Boot == nil {
+		return files, nil
+	}
+	err := p.Boot(func(name string, size int64, r io.Reader) error {
+		name = path.Clean("/" + name)
+		dst := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(dst)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(f, r)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		files[name] = dst
+		return err
+	})
+	return files, err
+}
+
+// bootPlan is the boot files an update changes.
+type bootPlan struct {
+	files []bootFile
+}
+
+type bootFile struct {
+	name    string // "/path"
+	src     string // staged new content
+	size    int64
+	oldSize int64 // -1: new file
+}
+
+func (b bootPlan) names() []string {
+	ns := make([]string, len(b.files))
+	for i, f := range b.files {
+		ns[i] = strings.TrimPrefix(f.name, "/")
+	}
+	return ns
+}
+
+// planBoot keeps the staged files that differ from the boot partition's and are not the device's own,
+// and checks that they fit.
+func (tg *Target) planBoot(staged map[string]string) (bootPlan, error) {
+	var plan bootPlan
+	names := make([]string, 0, len(staged))
+	for n := range staged {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var changes []bootfs.Change
+	dirs := map[string]bool{}
+	for _, n := range names {
+		if isProtected(n, tg.Env) {
+			continue
+		}
+		data, err := os.ReadFile(staged[n])
+		if err != nil {
+			return plan, err
+		}
+		old, err := tg.Boot.ReadFile(n)
+		switch {
+		case err == nil && bytes.Equal(old, data):
+			continue
+		case err == nil:
+			plan.files = append(plan.files, bootFile{n, staged[n], int64(len(data)), int64(len(old))})
+		case errors.Is(err, fs.ErrNotExist):
+			plan.files = append(plan.files, bootFile{n, staged[n], int64(len(data)), -1})
+		default:
+			return plan, err
+		}
+		f := plan.files[len(plan.files)-1]
+		c := bootfs.Change{Name: n, Size: f.size, OldSize: f.oldSize}
+		if d := path.Dir(n); f.oldSize < 0 && d != "/" && !dirs[d] {
+			if _, err := tg.Boot.ModTime(d); err != nil {
+				c.NewDir, dirs[d] = true, true
+			}
+		}
+		changes = append(changes, c)
+	}
+	// Room for the refreshed fingerprint too.
+	changes = append(changes, bootfs.Change{Name: config.FingerprintName, Size: 64 << 10, OldSize: 0})
+	return plan, bootfs.Fits(tg.Boot, changes)
+}
+
+// installBoot backs up each file it replaces into backup, writes the new ones and refreshes the
+// fingerprint.
+func (tg *Target) installBoot(plan bootPlan, backup string, mtime time.Time) error {
+	for _, f := range plan.files {
+		data, err := os.ReadFile(f.src)
+		if err != nil {
+			return err
+		}
+		if f.oldSize >= 0 {
+			old, err := tg.Boot.ReadFile(f.name)
+			if err != nil {
+				return err
+			}
+			dst := filepath.Join(backup, filepath.FromSlash(f.name))
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(dst, old, 0o644); err != nil {
+				return err
+			}
+		}
+		if d := path.Dir(f.name); d != "/" {
+			if err := tg.Boot.MkdirAll(d, mtime); err != nil {
+				return err
+			}
+		}
+		if err := tg.Boot.WriteFile(f.name, data, mtime); err != nil {
+			return err
+		}
+	}
+	if len(plan.files) == 0 {
+		return nil
+	}
+	return tg.refreshFingerprint(mtime)
+}
+
+// restoreBoot puts back the files installBoot replaced. Files it added stay: the old system ignores them.
+func (tg *Target) restoreBoot(plan bootPlan, backup string, mtime time.Time) error {
+	for _, f := range plan.files {
+		if f.oldSize < 0 {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(backup, filepath.FromSlash(f.name)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // not replaced yet
+		}
+		if err != nil {
+			return err
+		}
+		if cur, err := tg.Boot.ReadFile(f.name); err == nil && bytes.Equal(cur, data) {
+			continue
+		}
+		if err := tg.Boot.WriteFile(f.name, data, mtime); err != nil {
+			return err
+		}
+	}
+	if len(plan.files) == 0 {
+		return nil
+	}
+	return tg.refreshFingerprint(mtime)
+}
+
+// refreshFingerprint rewrites balenaos.fingerprint for the boot partition's files as they are now.
+func (tg *Target) refreshFingerprint(mtime time.Time) error {
+	names, err := bootfs.List(tg.Boot)
+	if err != nil {
+		return err
+	}
+	var sums []config.FileSum
+	for _, n := range names {
+		b, err := tg.Boot.ReadFile("/" + n)
+		if err != nil {
+			return err
+		}
+		sums = append(sums, config.FileSum{Path: n, MD5: md5.Sum(b)})
+	}
+	fp := config.Fingerprint(sums)
+	if cur, err := tg.Boot.ReadFile("/" + config.FingerprintName); err == nil && bytes.Equal(cur, fp) {
+		return nil
+	}
+	return tg.Boot.WriteFile("/"+config.FingerprintName, fp, mtime)
+}
