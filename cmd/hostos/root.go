@@ -20,7 +20,8 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newBuildCmd(), newInspectCmd(), newConfigureCmd(), newConfigCmd())
+	root.AddCommand(newBuildCmd(), newInspectCmd(), newConfigureCmd(), newConfigCmd(), newBundleCmd(),
+		newUpdateCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newRollbackAltbootCmd(), newHealthCmd())
 	return root
 }
 
