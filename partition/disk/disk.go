@@ -98,8 +98,15 @@ func (d *File) WriteAt(p []byte, off int64) (int, error) { return d.f.WriteAt(p,
 func (d *File) Size() int64                              { return d.size }
 func (d *File) SectorSize() int                          { return d.sectorSize }
 func (d *File) Sync() error                              { return d.f.Sync() }
-func (d *File) Path() string                             { return d.f.Name() }
-func (d *File) Close() error                             { return d.f.Close() }
+
+// StartWriteback asks the kernel to start writing [off, off+n) to the device without waiting for it, so
+// that a later Sync has little left to do (sync_file_range SYNC_FILE_RANGE_WRITE). It is a hint: errors
+// are ignored, and Sync is still what makes data durable.
+func (d *File) StartWriteback(off, n int64) {
+	_ = unix.SyncFileRange(int(d.f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+}
+func (d *File) Path() string { return d.f.Name() }
+func (d *File) Close() error { return d.f.Close() }
 
 // Section returns a reader over [off, off+n) of d.
 func Section(d io.ReaderAt, off, n int64) *io.SectionReader { return io.NewSectionReader(d, off, n) }

@@ -100,3 +100,32 @@ func (i storageInfo) Mode() fs.FileMode  { return 0o444 }
 func (i storageInfo) ModTime() time.Time { return time.Time{} }
 func (i storageInfo) IsDir() bool        { return false }
 func (i storageInfo) Sys() any           { return nil }
+
+// ReadDir lists the names in directory name of the ext4 filesystem at [off, off+size) of r, without
+// "." and "..".
+func ReadDir(r io.ReaderAt, off, size int64, name string) ([]string, error) {
+	fsys, err := dext4.Read(readOnlyStorage{r: io.NewSectionReader(r, 0, off+size)}, size, off, 512)
+	if err != nil {
+		return nil, fmt.Errorf("ext4 at offset %d: %w", off, err)
+	}
+	p, err := resolve(fsys, name)
+	if err != nil {
+		return nil, err
+	}
+	// go-diskfs takes paths without the leading slash; the root is ".".
+	rel := strings.TrimPrefix(p, "/")
+	if rel == "" {
+		rel = "."
+	}
+	entries, err := fsys.ReadDir(rel)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var names []string
+	for _, e := range entries {
+		if n := e.Name(); n != "." && n != ".." {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
