@@ -174,6 +174,7 @@ func compressImage(ctx context.Context, src io.Reader, size int64, dst io.Writer
 	}
 	defer zw.Close()
 	image := &digestWriter{h: sha256.New()}
+	chunks := NewChunkDigest(DefaultImageChunkSize)
 	buf := make([]byte, 1<<20)
 	for image.n < size {
 		if err := ctx.Err(); err != nil {
@@ -184,6 +185,7 @@ func compressImage(ctx context.Context, src io.Reader, size int64, dst io.Writer
 			return Payload{}, fmt.Errorf("read at %d: %w", image.n, err)
 		}
 		image.Write(buf[:n])
+		chunks.Write(buf[:n])
 		if _, err := zw.Write(buf[:n]); err != nil {
 			return Payload{}, fmt.Errorf("compress: %w", err)
 		}
@@ -196,7 +198,8 @@ func compressImage(ctx context.Context, src io.Reader, size int64, dst io.Writer
 		return Payload{}, fmt.Errorf("write compressed image: %w", err)
 	}
 	return Payload{Name: RootfsName, Filesystem: FilesystemExt4, Compression: CompressionZstd,
-		Size: stored.n, SHA256: stored.sum(), ImageSize: image.n, ImageSHA256: image.sum()}, nil
+		Size: stored.n, SHA256: stored.sum(), ImageSize: image.n, ImageSHA256: image.sum(),
+		ImageChunkSize: DefaultImageChunkSize, ImageChunksSHA256: chunks.Sum()}, nil
 }
 
 // tarBootDir writes the directories and regular files under dir as a tar to dst, in lexical order with

@@ -45,6 +45,9 @@
 //	{
 //	  "compression": "zstd",              // "zstd" or "none"
 //	  "filesystem":  "ext4",              // rootfs: "ext4"; boot: absent
+//	  "imageChunkSize":    4194304,         // optional, with imageChunksSha256 (root filesystem only):
+//	  "imageChunksSha256": "<64 hex>",      // sha256 of the concatenated raw sha256 of each chunk of the
+//	                                        // decompressed bytes, so that it can be computed on several cores
 //	  "imageSha256": "<64 hex digits>",   // sha256 of the decompressed bytes
 //	  "imageSize":   1234,                // size of the decompressed bytes
 //	  "name":        "rootfs.ext4.zst",   // member name: a plain file name

@@ -50,7 +50,16 @@ type Payload struct {
 	SHA256      string `json:"sha256"`               // of the stored bytes, lower-case hex
 	ImageSize   int64  `json:"imageSize"`            // bytes after decompression
 	ImageSHA256 string `json:"imageSha256"`          // of the decompressed bytes, lower-case hex
+	// ImageChunkSize and ImageChunksSHA256, optional, are a second digest of the decompressed bytes that
+	// can be computed on several cores: the SHA-256 of the concatenated (raw, 32-byte) SHA-256 digests of
+	// the image's consecutive ImageChunkSize-byte chunks, the last one shorter. Readers that write the
+	// image somewhere may verify either digest.
+	ImageChunkSize    int64  `json:"imageChunkSize,omitempty"`
+	ImageChunksSHA256 string `json:"imageChunksSha256,omitempty"`
 }
+
+// DefaultImageChunkSize is the chunk size of the chunked image digest Create writes.
+const DefaultImageChunkSize = 4 << 20
 
 // validate checks m as this package writes and reads it. Its errors name the field.
 func (m *Metadata) validate() error {
@@ -102,6 +111,10 @@ func (p *Payload) validate() error {
 	}
 	if !isDigest(p.ImageSHA256) {
 		return fmt.Errorf("image sha256 %q: want 64 lower-case hex digits", p.ImageSHA256)
+	}
+	if (p.ImageChunkSize == 0) != (p.ImageChunksSHA256 == "") || p.ImageChunkSize < 0 ||
+		p.ImageChunkSize > 0 && (p.ImageChunkSize%4096 != 0 || !isDigest(p.ImageChunksSHA256)) {
+		return fmt.Errorf("image chunk digest: chunk size %d with digest %q: want a multiple of 4096 and 64 lower-case hex digits, or neither", p.ImageChunkSize, p.ImageChunksSHA256)
 	}
 	if p.Compression == CompressionNone && (p.Size != p.ImageSize || p.SHA256 != p.ImageSHA256) {
 		return errors.New("uncompressed payload: stored and image size and sha256 differ")
@@ -213,7 +226,7 @@ func decodeMetadata(b []byte) (Metadata, error) {
 var metadataKeys = map[string]bool{
 	"format": true, "deviceType": true, "arch": true, "version": true, "created": true, "rootfs": true, "boot": true,
 	"name": true, "filesystem": true, "compression": true, "size": true, "sha256": true, "imageSize": true,
-	"imageSha256": true,
+	"imageSha256": true, "imageChunkSize": true, "imageChunksSha256": true,
 }
 
 // checkKeys rejects duplicate keys and keys not spelt exactly as the format does, which encoding/json

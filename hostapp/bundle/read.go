@@ -31,9 +31,21 @@ const maxWindow = 128 << 20
 type ReadOption func(*readOptions)
 
 type readOptions struct {
-	keys    []ed25519.PublicKey
-	keysSet bool
+	keys         []ed25519.PublicKey
+	keysSet      bool
+	verifyStored bool
+	callerImage  bool
 }
+
+// CallerChecksImage makes Rootfs leave the decompressed image's digest to the caller, who must compare
+// the SHA-256 of what it wrote with Metadata().Rootfs.ImageSHA256 before trusting it. The updater does:
+// it hashes the slot as read back after writing, which checks the payload and the write in one pass.
+// Sizes, and the stored digest when VerifyStored is given, are still checked.
+func CallerChecksImage() ReadOption { return func(o *readOptions) { o.callerImage = true } }
+
+// VerifyStored makes Rootfs check the stored (compressed) digest of the root filesystem too, which it
+// otherwise leaves for the decompressed image's digest to cover.
+func VerifyStored() ReadOption { return func(o *readOptions) { o.verifyStored = true } }
 
 // WithKeys makes a signature required: NewReader fails with ErrUnsigned when the bundle has none and
 // with ErrBadSignature when none of keys verifies it. Giving WithKeys no key at all is an error, so that
@@ -75,6 +87,9 @@ type Reader struct {
 	meta  Metadata
 	state readState
 	err   error // sticky: once failed, every later call returns it
+
+	verifyStored bool
+	callerImage  bool
 }
 
 // source counts what the tar reader consumed and remembers the stream's own read errors, so that they
@@ -127,7 +142,7 @@ func NewReader(rd io.Reader, opts ...ReadOption) (*Reader, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	r := &Reader{src: &source{r: rd}}
+	r := &Reader{src: &source{r: rd}, verifyStored: o.verifyStored, callerImage: o.callerImage}
 	r.tr = tar.NewReader(r.src)
 
 	hdr, err := r.next("no " + MetadataName + " member")
@@ -250,7 +265,7 @@ func (r *Reader) Rootfs() (io.Reader, error) {
 		return nil, errors.New("bundle rootfs: already read")
 	}
 	r.state = inRootfs
-	pr, err := r.payload("rootfs member", r.meta.Rootfs, r.meta.Boot == nil)
+	pr, err := r.payload(rootfsWhat, r.meta.Rootfs, r.meta.Boot == nil)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +392,7 @@ type payloadReader struct {
 	stored hashingReader
 	out    io.Reader
 	zd     *zstd.Decoder
-	image  hash.Hash // nil when uncompressed: the stored digest covers the image
+	image  *asyncHash // nil when uncompressed: the stored digest covers the image
 	n      int64
 	err    error
 }
@@ -390,22 +405,37 @@ type hashingReader struct {
 
 func (h *hashingReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
-	h.h.Write(p[:n])
+	if h.h != nil {
+		h.h.Write(p[:n])
+	}
 	h.n += int64(n)
 	return n, err
 }
 
+const rootfsWhat = "rootfs member"
+
 func (r *Reader) payload(what string, p Payload, last bool) (*payloadReader, error) {
 	pr := &payloadReader{r: r, what: what, p: p, last: last}
-	pr.stored = hashingReader{r: r.tr, h: sha256.New()}
+	pr.stored = hashingReader{r: r.tr}
+	// The digest that matters is the one of the bytes used: the decompressed image. A compressed root
+	// filesystem is verified by that digest alone (the signature covers it), which halves the hashing
+	// of the largest member; its stored digest is for tools that check a bundle without decompressing
+	// it (hostos bundle inspect --verify). Everything else is checked both ways.
+	if p.Compression != CompressionZstd || what != rootfsWhat || r.verifyStored {
+		pr.stored.h = sha256.New()
+	}
 	pr.out = &pr.stored
 	if p.Compression == CompressionZstd {
-		zd, err := zstd.NewReader(&pr.stored, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxWindow),
+		// zstd's own frame checksum is left unchecked: the image digest covers the same bytes.
+		zd, err := zstd.NewReader(&pr.stored, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxWindow), zstd.IgnoreChecksum(true),
 			zstd.WithDecoderLowmem(true))
 		if err != nil {
 			return nil, r.fail(what, err)
 		}
-		pr.zd, pr.out, pr.image = zd, zd, sha256.New()
+		pr.zd, pr.out = zd, zd
+		if !(what == rootfsWhat && r.callerImage) {
+			pr.image = newAsyncHash(sha256.New())
+		}
 	}
 	return pr, nil
 }
@@ -448,8 +478,13 @@ func (p *payloadReader) finish() error {
 			return corrupt("%s: %d bytes after the zstd stream", p.what, k)
 		}
 	}
-	if sum := hex.EncodeToString(p.stored.h.Sum(nil)); p.stored.n != p.p.Size || sum != p.p.SHA256 {
-		return corrupt("%s: %d bytes with sha256 %s, metadata says %d with %s", p.what, p.stored.n, sum, p.p.Size, p.p.SHA256)
+	if p.stored.n != p.p.Size {
+		return corrupt("%s: %d bytes, metadata says %d", p.what, p.stored.n, p.p.Size)
+	}
+	if p.stored.h != nil {
+		if sum := hex.EncodeToString(p.stored.h.Sum(nil)); sum != p.p.SHA256 {
+			return corrupt("%s: sha256 %s, metadata says %s", p.what, sum, p.p.SHA256)
+		}
 	}
 	if p.n != p.p.ImageSize {
 		return corrupt("%s: image is %d bytes, metadata says %d", p.what, p.n, p.p.ImageSize)
@@ -469,6 +504,9 @@ func (p *payloadReader) finish() error {
 func (p *payloadReader) close() {
 	if p.zd != nil {
 		p.zd.Close()
+	}
+	if p.image != nil {
+		p.image.stop()
 	}
 }
 
