@@ -32,6 +32,14 @@ type Payload struct {
 	// goes: an error wrapping bundle.ErrCorrupt surfaces from Read at the latest in place of io.EOF, so
 	// what was written is trusted only once Read returned io.EOF. Reads stop when Open's context is done.
 	Image io.Reader
+	// ImageSHA256, when set (a bundle), is the image's digest from the verified metadata, and the source
+	// does NOT check Image against it: the consumer must compare the SHA-256 of the bytes it wrote
+	// (read back) with it before trusting them. Empty: Image is checked by the source itself.
+	ImageSHA256 string
+	// ImageChunkSize and ImageChunksSHA256, when set, are the bundle's chunked digest of the image (see
+	// hostapp/bundle), which a consumer may verify instead of ImageSHA256, on several cores.
+	ImageChunkSize    int64
+	ImageChunksSHA256 string
 	// Signed is true for a bundle whose signature verified against Options.Keys.
 	Signed bool
 	// Boot yields the new OS's boot files (slash-separated paths relative to the boot partition) once
@@ -295,7 +303,7 @@ func refuseUnsigned(what, kind string, o Options) error {
 
 // openBundle reads a bundle's metadata from r and checks it against o; closeFn releases r.
 func openBundle(ctx context.Context, what string, r io.Reader, closeFn func() error, o Options) (*Payload, error) {
-	var ropts []bundle.ReadOption
+	ropts := []bundle.ReadOption{bundle.CallerChecksImage()}
 	if len(o.Keys) > 0 {
 		ropts = append(ropts, bundle.WithKeys(o.Keys...))
 	}
@@ -325,7 +333,8 @@ func openBundle(ctx context.Context, what string, r io.Reader, closeFn func() er
 	}
 	p := &Payload{
 		DeviceType: m.DeviceType, Arch: m.Arch, Version: m.Version, Size: m.Rootfs.ImageSize,
-		Image: img, Signed: len(o.Keys) > 0, Close: onceClose(closeFn),
+		Image: img, ImageSHA256: m.Rootfs.ImageSHA256, ImageChunkSize: m.Rootfs.ImageChunkSize,
+		ImageChunksSHA256: m.Rootfs.ImageChunksSHA256, Signed: len(o.Keys) > 0, Close: onceClose(closeFn),
 	}
 	if m.Boot != nil {
 		p.Boot = br.Boot
