@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/hostos/hostos/rootfs/ext4"
 )
@@ -73,69 +73,99 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// ext4Store is the state partition inside an image file, edited with debugfs (rootless).
+// ext4Store is the state partition inside an image file, edited with debugfs (rootless). It lists the
+// partition root once and keeps the listing up to date with its own changes.
 type ext4Store struct {
-	fs ext4.Debugfs
+	fs    ext4.Debugfs
+	disk  io.ReaderAt
+	size  int64
+	names map[string]bool
 }
 
-func (s ext4Store) list() (map[string]bool, error) {
-	// "ls -p" prints one machine-readable line per entry: /inode/mode/uid/gid/name/size/
-	out, err := s.fs.Run(context.Background(), "ls -p /")
+// batchStore is a StateStore that can make several changes in one go.
+type batchStore interface {
+	Apply(touch, remove []string) error
+}
+
+func (s *ext4Store) list() (map[string]bool, error) {
+	if s.names != nil {
+		return s.names, nil
+	}
+	list, err := ext4.ReadDir(s.disk, s.fs.Offset, s.size, "/")
 	if err != nil {
 		return nil, fmt.Errorf("state partition: %w", err)
 	}
 	names := map[string]bool{}
-	for _, l := range strings.Split(out, "\n") {
-		f := strings.Split(strings.TrimSpace(l), "/")
-		if len(f) >= 7 && f[5] != "." && f[5] != ".." {
-			names[f[5]] = true
-		}
+	for _, n := range list {
+		names[n] = true
 	}
+	s.names = names
 	return names, nil
 }
 
-func (s ext4Store) Has(name string) (bool, error) {
+// Apply creates and removes breadcrumbs in one debugfs run.
+func (s *ext4Store) Apply(touch, remove []string) error {
+	names, err := s.list()
+	if err != nil {
+		return err
+	}
+	var cmds []string
+	var empty string
+	for _, n := range touch {
+		if names[n] {
+			continue
+		}
+		if empty == "" {
+			f, err := os.CreateTemp("", "hostos-breadcrumb-*")
+			if err != nil {
+				return fmt.Errorf("state: %w", err)
+			}
+			f.Close()
+			defer os.Remove(f.Name())
+			if err := os.Chmod(f.Name(), 0o644); err != nil {
+				return fmt.Errorf("state: %w", err)
+			}
+			if empty, err = ext4.Quote(f.Name()); err != nil {
+				return err
+			}
+		}
+		q, err := ext4.Quote(n)
+		if err != nil {
+			return err
+		}
+		cmds = append(cmds, "write "+empty+" "+q)
+	}
+	for _, n := range remove {
+		if !names[n] {
+			continue
+		}
+		q, err := ext4.Quote(n)
+		if err != nil {
+			return err
+		}
+		cmds = append(cmds, "rm "+q)
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	if err := s.fs.Apply(context.Background(), cmds); err != nil {
+		s.names = nil
+		return fmt.Errorf("state: %w", err)
+	}
+	for _, n := range touch {
+		names[n] = true
+	}
+	for _, n := range remove {
+		delete(names, n)
+	}
+	return nil
+}
+
+func (s *ext4Store) Has(name string) (bool, error) {
 	names, err := s.list()
 	return names[name], err
 }
 
-func (s ext4Store) Touch(name string) error {
-	if ok, err := s.Has(name); err != nil || ok {
-		return err
-	}
-	q, err := ext4.Quote(name)
-	if err != nil {
-		return err
-	}
-	empty, err := os.CreateTemp("", "hostos-breadcrumb-*")
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	empty.Close()
-	defer os.Remove(empty.Name())
-	if err := os.Chmod(empty.Name(), 0o644); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	src, err := ext4.Quote(empty.Name())
-	if err != nil {
-		return err
-	}
-	if err := s.fs.Apply(context.Background(), []string{"write " + src + " " + q}); err != nil && !strings.Contains(err.Error(), "Allocated inode") {
-		return fmt.Errorf("state: create %s: %w", name, err)
-	}
-	return nil
-}
+func (s *ext4Store) Touch(name string) error { return s.Apply([]string{name}, nil) }
 
-func (s ext4Store) Remove(name string) error {
-	if ok, err := s.Has(name); err != nil || !ok {
-		return err
-	}
-	q, err := ext4.Quote(name)
-	if err != nil {
-		return err
-	}
-	if err := s.fs.Apply(context.Background(), []string{"rm " + q}); err != nil {
-		return fmt.Errorf("state: remove %s: %w", name, err)
-	}
-	return nil
-}
+func (s *ext4Store) Remove(name string) error { return s.Apply(nil, []string{name}) }

@@ -64,7 +64,7 @@ func OpenImage(d disk.Disk, booted bootenv.Slot) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state partition: %w", err)
 	}
-	tg.State = ext4Store{fs: ext4.Debugfs{Image: d.Path(), Offset: state.Start}}
+	tg.State = &ext4Store{fs: ext4.Debugfs{Image: d.Path(), Offset: state.Start}, disk: d, size: state.Size}
 	if err := tg.finish(booted); err != nil {
 		return nil, err
 	}
@@ -174,6 +174,9 @@ func (tg *Target) Apply(s Step) error {
 }
 
 func (tg *Target) crumbs(s Step) error {
+	if b, ok := tg.State.(batchStore); ok {
+		return b.Apply(s.Touch, s.Remove)
+	}
 	for _, c := range s.Touch {
 		if err := tg.State.Touch(c); err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +38,6 @@ type Result struct {
 	From     bootenv.Slot `json:"from"`
 	To       bootenv.Slot `json:"to"`
 	Version  string       `json:"version,omitempty"`
-	SHA256   string       `json:"sha256"`
 	Bytes    int64        `json:"bytes"`
 	Boot     []string     `json:"bootFiles"`
 	Switched bool         `json:"switched"`
@@ -100,11 +98,11 @@ func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res
 		return func(done, total int64) { o.Progress(step, done, total) }
 	}
 	logf("writing %s into slot %s (partition %d)", p.Version, to, slot.Number)
-	sum, err := writeSlot(ctx, tg.Disk, slot, p.Image, p.Size, tg.Labels[to], tg.chunk, progress("write slot "+string(to)))
-	if err != nil {
+	if err := writeSlot(ctx, tg.Disk, slot, p.Image, p.Size,
+		Digest{SHA256: p.ImageSHA256, ChunkSize: p.ImageChunkSize, ChunksSHA256: p.ImageChunksSHA256}, tg.Labels[to], tg.chunk, progress("write slot "+string(to))); err != nil {
 		return res, fmt.Errorf("slot %s: %w (nothing switched: slot %s still boots)", to, err, from)
 	}
-	res.SHA256, res.Bytes = hex.EncodeToString(sum[:]), p.Size
+	res.Bytes = p.Size
 
 	tmp, err := os.MkdirTemp(o.TempDir, "hostos-update-")
 	if err != nil {
