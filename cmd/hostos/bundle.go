@@ -268,6 +268,9 @@ func newBundleInspectCmd() *cobra.Command {
 				defer f.Close()
 				in = bufio.NewReaderSize(f, 1<<20)
 			}
+			if verify {
+				opts = append(opts, bundle.VerifyStored())
+			}
 			r, err := bundle.NewReader(in, opts...)
 			if err != nil {
 				return fmt.Errorf("bundle %s: %w", args[0], err)

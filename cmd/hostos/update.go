@@ -142,8 +142,8 @@ are accepted.`,
 					return err
 				}
 			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "slot %s now holds %s (%d MiB, sha256 %.12s), %d boot files updated; it boots next, on trial\n",
-					res.To, orDash(res.Version), res.Bytes>>20, res.SHA256, len(res.Boot))
+				fmt.Fprintf(cmd.OutOrStdout(), "slot %s now holds %s (%d MiB, verified), %d boot files updated; it boots next, on trial\n",
+					res.To, orDash(res.Version), res.Bytes>>20, len(res.Boot))
 			}
 			if reboot {
 				return rebootDevice(cmd.Context(), force)
