@@ -35,10 +35,12 @@ test: deps oracle vet
 	HOSTOS_ORACLE=$$( [ -f $(ORACLE_DIR)/balena-oracle.js ] && cd $(ORACLE_DIR) && pwd )/balena-oracle.js \
 		$(GO) test -count=1 -timeout 40m ./...
 
-# Speed and memory against the baselines the issues name: genimage for build, balena-device-init for configure.
+# Speed and memory against the baselines the issues name: genimage for build, balena-device-init for
+# configure, dd of the uncompressed filesystem for update.
 bench: deps hostos oracle
 	scripts/bench-build.sh
 	HOSTOS=$(OUT)/hostos HOSTOS_ORACLE=$$(cd $(ORACLE_DIR) && pwd)/balena-oracle.js scripts/bench-configure.sh
+	HOSTOS=$(OUT)/hostos scripts/bench-update.sh
 
 # Parse layers/meta-hostos with the bitbake of a poky checkout (scarthgap or newer): make check-layer POKY_DIR=...
 check-layer:
