@@ -266,7 +266,19 @@ func Scan(dir string) (*Staged, error) {
 		return nil, fmt.Errorf("scan root filesystem directory %s: %w", dir, err)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.Fixups = rootFixups(st.Uid, st.Gid, st.Mode&0o7777, fi.ModTime())
+		uid, gid := rootOwner(st.Uid, st.Gid, uint32(os.Getuid()))
+		s.Fixups = rootFixups(uid, gid, st.Mode&0o7777, fi.ModTime())
 	}
 	return s, nil
+}
+
+// rootOwner is the owner given to / of a root filesystem staged in a directory owned by uid:gid, when
+// user me builds it. A root directory owned by the unprivileged user building the image is that user's
+// staging area (under fakeroot or pseudo, as in a Yocto build, Go sees the real owner where mkfs.ext4
+// sees root): a system's / belongs to root.
+func rootOwner(uid, gid, me uint32) (uint32, uint32) {
+	if me != 0 && uid == me {
+		return 0, 0
+	}
+	return uid, gid
 }

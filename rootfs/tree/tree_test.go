@@ -210,3 +210,16 @@ func TestStageNeedsEmptyDir(t *testing.T) {
 		t.Fatalf("Stage into a used directory: %v", err)
 	}
 }
+
+func TestRootOwner(t *testing.T) {
+	for _, c := range []struct{ uid, gid, me, wantUID, wantGID uint32 }{
+		{1000, 1000, 1000, 0, 0},       // the builder's staging directory (fakeroot, pseudo)
+		{0, 0, 1000, 0, 0},             // already root's
+		{1001, 1001, 1000, 1001, 1001}, // someone else's: kept as it is
+		{1000, 100, 0, 1000, 100},      // built by root: the owner as it is
+	} {
+		if u, g := rootOwner(c.uid, c.gid, c.me); u != c.wantUID || g != c.wantGID {
+			t.Errorf("rootOwner(%d, %d, %d) = %d, %d", c.uid, c.gid, c.me, u, g)
+		}
+	}
+}
