@@ -2,7 +2,8 @@
 # Installs the Debian packages hostos's build, tests and benchmarks run: the filesystem tools it drives and
 # the real tools that judge its images. Installs only what is missing; needs root (or sudo) for that.
 set -euo pipefail
-pkgs=(e2fsprogs dosfstools mtools fdisk util-linux genimage bmap-tools grub-common libubootenv-tool zstd xz-utils python3)
+pkgs=(e2fsprogs dosfstools mtools fdisk util-linux genimage bmap-tools grub-common libubootenv-tool zstd xz-utils gzip tar
+  python3 python3-gi gir1.2-glib-2.0 openssh-client openssl)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
