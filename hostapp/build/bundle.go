@@ -13,6 +13,7 @@ import (
 
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/hostapp/bundle"
+	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/ext4"
 	"github.com/hostos/hostos/rootfs/tree"
 )
@@ -193,15 +194,11 @@ func (p *plan) bundleImage(ctx context.Context, img, src string, root *tree.Stag
 
 // createSized creates the empty (sparse) file path of size bytes.
 func createSized(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	d, err := disk.Create(path, size)
 	if err != nil {
 		return err
 	}
-	err = f.Truncate(size)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return d.Close()
 }
 
 // stageBootFiles copies the files "src:dst" entries name into dir, at their destinations; a later entry

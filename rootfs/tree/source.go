@@ -148,11 +148,43 @@ func layoutImage(dir string) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
 	}
-	type found struct {
-		idx  v1.ImageIndex
-		desc v1.Descriptor
+	images, err := Images(idx)
+	if err != nil {
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
 	}
-	var images []found
+	var pick []IndexImage
+	if len(images) == 1 {
+		pick = images
+	} else {
+		for _, f := range images {
+			if p := f.Desc.Platform; p != nil && p.OS == "linux" && p.Architecture == "amd64" {
+				pick = append(pick, f)
+			}
+		}
+	}
+	switch len(pick) {
+	case 0:
+		return nil, fmt.Errorf("OCI layout %s: %d images and none for linux/amd64", dir, len(images))
+	case 1:
+	default:
+		return nil, fmt.Errorf("OCI layout %s: %d images for linux/amd64", dir, len(pick))
+	}
+	img, err := pick[0].Index.Image(pick[0].Desc.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("OCI layout %s: image %s: %w", dir, pick[0].Desc.Digest, err)
+	}
+	return img, nil
+}
+
+// IndexImage is an image manifest found in an OCI image index, with the index that holds it.
+type IndexImage struct {
+	Index v1.ImageIndex
+	Desc  v1.Descriptor
+}
+
+// Images lists the image manifests of idx and of the indexes nested in it, four deep at most.
+func Images(idx v1.ImageIndex) ([]IndexImage, error) {
+	var images []IndexImage
 	var walk func(v1.ImageIndex, int) error
 	walk = func(ix v1.ImageIndex, depth int) error {
 		m, err := ix.IndexManifest()
@@ -162,7 +194,7 @@ func layoutImage(dir string) (v1.Image, error) {
 		for _, d := range m.Manifests {
 			switch {
 			case d.MediaType.IsImage():
-				images = append(images, found{ix, d})
+				images = append(images, IndexImage{ix, d})
 			case d.MediaType.IsIndex() && depth < 4:
 				child, err := ix.ImageIndex(d.Digest)
 				if err != nil {
@@ -175,29 +207,5 @@ func layoutImage(dir string) (v1.Image, error) {
 		}
 		return nil
 	}
-	if err := walk(idx, 0); err != nil {
-		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
-	}
-	var pick []found
-	if len(images) == 1 {
-		pick = images
-	} else {
-		for _, f := range images {
-			if p := f.desc.Platform; p != nil && p.OS == "linux" && p.Architecture == "amd64" {
-				pick = append(pick, f)
-			}
-		}
-	}
-	switch len(pick) {
-	case 0:
-		return nil, fmt.Errorf("OCI layout %s: %d images and none for linux/amd64", dir, len(images))
-	case 1:
-	default:
-		return nil, fmt.Errorf("OCI layout %s: %d images for linux/amd64", dir, len(pick))
-	}
-	img, err := pick[0].idx.Image(pick[0].desc.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("OCI layout %s: image %s: %w", dir, pick[0].desc.Digest, err)
-	}
-	return img, nil
+	return images, walk(idx, 0)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/ext4"
 	"github.com/hostos/hostos/rootfs/tree"
 )
@@ -172,13 +173,9 @@ func stage(ctx context.Context, src, work string, o Options) (*tree.Staged, erro
 
 // createSized creates the empty (sparse) file path of size bytes.
 func createSized(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	d, err := disk.Create(path, size)
 	if err != nil {
 		return err
 	}
-	err = f.Truncate(size)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return d.Close()
 }

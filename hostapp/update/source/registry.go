@@ -28,6 +28,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/hostos/hostos/rootfs/tree"
+
 	"github.com/hostos/hostos/config"
 )
 
@@ -494,34 +496,8 @@ func singleImageLayout(src, dst string, o Options) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("OCI layout %s: %w", src, err)
 	}
-	type found struct {
-		idx v1.ImageIndex
-		d   v1.Descriptor
-	}
-	var all []found
-	var walk func(ix v1.ImageIndex, depth int) error
-	walk = func(ix v1.ImageIndex, depth int) error {
-		m, err := ix.IndexManifest()
-		if err != nil {
-			return err
-		}
-		for _, d := range m.Manifests {
-			switch {
-			case d.MediaType.IsImage():
-				all = append(all, found{ix, d})
-			case d.MediaType.IsIndex() && depth < 4:
-				child, err := ix.ImageIndex(d.Digest)
-				if err != nil {
-					return err
-				}
-				if err := walk(child, depth+1); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := walk(idx, 0); err != nil {
+	all, err := tree.Images(idx)
+	if err != nil {
 		return "", fmt.Errorf("OCI layout %s: %w", src, err)
 	}
 	if len(all) <= 1 {
@@ -529,17 +505,17 @@ func singleImageLayout(src, dst string, o Options) (string, error) {
 	}
 	descs := make([]v1.Descriptor, len(all))
 	for i, f := range all {
-		descs[i] = f.d
+		descs[i] = f.Desc
 	}
 	d, err := pickImage(descs, o)
 	if err != nil {
 		return "", fmt.Errorf("OCI layout %s: %w", src, err)
 	}
 	for _, f := range all {
-		if f.d.Digest != d.Digest {
+		if f.Desc.Digest != d.Digest {
 			continue
 		}
-		img, err := f.idx.Image(d.Digest)
+		img, err := f.Index.Image(d.Digest)
 		if err == nil {
 			err = writeLayout(dst, img)
 		}
