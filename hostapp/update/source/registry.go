@@ -28,9 +28,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/hostos/hostos/rootfs/tree"
-
 	"github.com/hostos/hostos/config"
+	"github.com/hostos/hostos/rootfs/tree"
 )
 
 // Bounds on what is read into memory from a registry.
