@@ -201,6 +201,9 @@ func TestUpdateScenarios(t *testing.T) {
 				if k := runKernel(t, img); k != strings.Repeat("kernel two ", 2000) {
 					t.Errorf("boot files not updated: kernel %.20q", k)
 				}
+				if fp := inspectJSON(t, img).Fingerprint; !fp.Verified {
+					t.Errorf("balenaos.fingerprint not refreshed: %+v", fp)
+				}
 			}
 
 			t.Run("healthy", func(t *testing.T) {
@@ -236,6 +239,16 @@ func TestUpdateScenarios(t *testing.T) {
 				}
 				if got := dataFile(t, img, data); got != "application data" {
 					t.Errorf("data partition file: %q", got)
+				}
+				// Manual control: back to the previous OS, which boots from then on.
+				if out := mustHostos(t, nil, nil, "rollback", "--image", img, "--booted", "B"); !strings.Contains(out, "slot A") {
+					t.Errorf("rollback: %q", out)
+				}
+				if slot := powerOn(t, img); slot != bootenv.SlotA {
+					t.Errorf("after rollback booted %s", slot)
+				}
+				if r := hostos(t, nil, nil, "commit", "--image", img, "--booted", "A"); r.code == 0 || !strings.Contains(r.stderr, "no update is pending") {
+					t.Errorf("commit with nothing pending: exit %d %q", r.code, r.stderr)
 				}
 			})
 

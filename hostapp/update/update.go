@@ -146,6 +146,14 @@ func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res
 		return res, restore(fmt.Errorf("bootloader environment: %w", err))
 	}
 	res.Switched = true
+	// The fingerprint describes the boot partition as the update leaves it, env files included, as
+	// meta-balena's does (a later boot count changes them, as on balena's own images). It is a
+	// description, not a switch: failing to refresh it does not undo the update.
+	if len(plan.files) > 0 {
+		if err := tg.refreshFingerprint(mtime); err != nil {
+			logf("slot %s boots next, but balenaos.fingerprint was not refreshed: %v", to, err)
+		}
+	}
 	if err := tg.Disk.Sync(); err != nil {
 		return res, fmt.Errorf("switched to slot %s, but the final sync failed: %w", to, err)
 	}
@@ -243,8 +251,7 @@ func (tg *Target) planBoot(staged map[string]string) (bootPlan, error) {
 	return plan, bootfs.Fits(tg.Boot, changes)
 }
 
-// installBoot backs up each file it replaces into backup, writes the new ones and refreshes the
-// fingerprint.
+// installBoot backs up each file it replaces into backup and writes the new ones.
 func (tg *Target) installBoot(plan bootPlan, backup string, mtime time.Time) error {
 	for _, f := range plan.files {
 		data, err := os.ReadFile(f.src)
@@ -273,10 +280,7 @@ func (tg *Target) installBoot(plan bootPlan, backup string, mtime time.Time) err
 			return err
 		}
 	}
-	if len(plan.files) == 0 {
-		return nil
-	}
-	return tg.refreshFingerprint(mtime)
+	return nil
 }
 
 // restoreBoot puts back the files installBoot replaced. Files it added stay: the old system ignores them.
