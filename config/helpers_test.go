@@ -10,14 +10,9 @@ import (
 // (../shared/reference from the repository root); missing skips locally and fails under CI.
 func referenceFile(t *testing.T, name string) string {
 	t.Helper()
-	for _, dir := range []string{
-		filepath.Join("..", "..", "shared", "reference"),
-		"/work/shared/reference",
-	} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	p := filepath.Join("..", "..", "shared", "reference", name)
+	if _, err := os.Stat(p); err == nil {
+		return p
 	}
 	if os.Getenv("CI") != "" {
 		t.Fatalf("reference file %s not found beside the repository", name)
