@@ -61,6 +61,20 @@ func (f *targetFlags) open(writable bool) (tg *update.Target, closeFn func() err
 	return tg, d.Close, nil
 }
 
+// openLocked takes the updater's lock and opens the target for writing; done releases both.
+func (f *targetFlags) openLocked() (*update.Target, func(), error) {
+	l, err := lock.Acquire(f.lockPath())
+	if err != nil {
+		return nil, nil, err
+	}
+	tg, closeFn, err := f.open(true)
+	if err != nil {
+		l.Release()
+		return nil, nil, err
+	}
+	return tg, func() { closeFn(); l.Release() }, nil
+}
+
 // lockPath is where concurrent updaters of the same target meet: for an image, a lock named after the
 // file's identity in the temp dir (nothing is left beside the image).
 func (f *targetFlags) lockPath() string {
@@ -107,16 +121,11 @@ are accepted.`,
 			if err != nil {
 				return err
 			}
-			l, err := lock.Acquire(tf.lockPath())
+			tg, done, err := tf.openLocked()
 			if err != nil {
 				return err
 			}
-			defer l.Release()
-			tg, closeFn, err := tf.open(true)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
+			defer done()
 			epoch, err := sourceDateEpoch()
 			if err != nil {
 				return err
@@ -254,16 +263,11 @@ func stepCmd(use, short string, run func(tg *update.Target) (update.Step, bool, 
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lock.Acquire(tf.lockPath())
+			tg, done, err := tf.openLocked()
 			if err != nil {
 				return err
 			}
-			defer l.Release()
-			tg, closeFn, err := tf.open(true)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
+			defer done()
 			step, did, err := run(tg)
 			if err != nil {
 				return err
@@ -322,16 +326,11 @@ func newHealthCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			l, err := lock.Acquire(tf.lockPath())
+			tg, done, err := tf.openLocked()
 			if err != nil {
 				return err
 			}
-			defer l.Release()
-			tg, closeFn, err := tf.open(true)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
+			defer done()
 			res, err := tg.Health(cmd.Context(), checks, func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), s) })
 			if err != nil {
 				return err
