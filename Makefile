@@ -5,7 +5,7 @@ ORACLE_DIR ?= .cache/balena-oracle
 SHARED  ?= ../shared
 POKY_DIR ?=
 
-.PHONY: all hostos demo deps oracle test vet bench check-layer clean
+.PHONY: all hostos demo deps oracle test vet bench check-layer clean e2e
 
 all: hostos
 
@@ -29,11 +29,13 @@ oracle:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./tests/e2e
 
-# Every test: unit, codec, end-to-end build and interop with balena's tools.
+# Every test: unit, codec, end-to-end build and interop with balena's tools, then the QEMU boots.
 test: deps oracle vet
 	HOSTOS_ORACLE=$$( [ -f $(ORACLE_DIR)/balena-oracle.js ] && cd $(ORACLE_DIR) && pwd )/balena-oracle.js \
 		$(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) e2e
 
 # Speed and memory against the baselines the issues name: genimage for build, balena-device-init for
 # configure, dd of the uncompressed filesystem for update.
@@ -48,3 +50,8 @@ check-layer:
 
 clean:
 	rm -rf $(OUT)
+
+# The QEMU end-to-end test (tests/e2e): firmware, GRUB, a Debian kernel and hostos, booted and updated.
+e2e:
+	scripts/e2e-deps.sh
+	$(GO) test -tags e2e -count=1 -timeout 30m -v ./tests/e2e
