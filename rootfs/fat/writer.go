@@ -714,3 +714,68 @@ func (w *RW) mkdir(parent, base string, mtime time.Time) error {
 		})
 	})
 }
+
+// Remove deletes the regular file name. The short entry is marked deleted first, in one sector write:
+// from then on the file is gone; then its long-name slots are marked, and its clusters freed in every FAT.
+// An interruption leaves at most orphan long-name slots or lost clusters.
+func (w *RW) Remove(name string) error {
+	parts, err := clean(name)
+	if err != nil {
+		return err
+	}
+	if len(parts) == 0 {
+		return fmt.Errorf("%s: is the root directory", name)
+	}
+	base := parts[len(parts)-1]
+	d, err := w.openDir("/" + strings.Join(parts[:len(parts)-1], "/"))
+	if err != nil {
+		return fmt.Errorf("%s: parent directory: %w", name, err)
+	}
+	es, at := w.decodeDir(d.b)
+	for i, e := range es {
+		if !e.match(base) {
+			continue
+		}
+		if e.IsDir {
+			return fmt.Errorf("%s: is a directory", name)
+		}
+		return w.change(func() error { return w.remove(d, at[i], e) })
+	}
+	return fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+}
+
+func (w *RW) remove(d *dir, at int, e DirEntry) error {
+	name := path.Join(d.path, e.Name)
+	var old []uint32
+	if e.cluster != 0 {
+		var err error
+		if old, err = w.chain(e.cluster, 0); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	del := func(off int) error {
+		w.wrote = true
+		if err := w.writeAt([]byte{0xe5}, w.entryOff(d, off/dirEntrySize)); err != nil {
+			return fmt.Errorf("%s: directory entry: %w", name, err)
+		}
+		d.b[off] = 0xe5
+		return nil
+	}
+	sum := checksum(d.b[at : at+11])
+	if err := del(at); err != nil {
+		return err
+	}
+	if err := w.sync(); err != nil {
+		return err
+	}
+	for off := at - dirEntrySize; off >= 0; off -= dirEntrySize {
+		s := d.b[off : off+dirEntrySize]
+		if s[0] == 0xe5 || s[11]&0x3f != attrLongName || s[13] != sum {
+			break
+		}
+		if err := del(off); err != nil {
+			return err
+		}
+	}
+	return w.finish(old)
+}

@@ -625,6 +625,35 @@ func TestPowerLoss(t *testing.T) {
 			state:  created("/dir", "/dir/"+longName, newConfig, names),
 		},
 		{
+			// A leftover fsck file with a long name and several clusters goes away.
+			name: "fat16-remove", bits: 16, size: 8 * mib, mkfs: []string{"-s", "1"},
+			setup: func(w *RW) (string, error) {
+				if err := w.WriteFile("/"+longName, oldConfig, stamp); err != nil {
+					return "", err
+				}
+				return "", w.WriteFile("/sibling", sibling, stamp)
+			},
+			change: func(w *RW) error { return w.Remove("/" + longName) },
+			state: func(fsys *FS, _ string) (string, error) {
+				if got, err := fsys.ReadFile("/sibling"); err != nil || !bytes.Equal(got, sibling) {
+					return "", fmt.Errorf("sibling: %q, %v", got, err)
+				}
+				got, err := fsys.ReadFile("/" + longName)
+				switch {
+				case errors.Is(err, fs.ErrNotExist):
+					if list, err := names(fsys, "/"); err != nil || list != "sibling" {
+						return "", fmt.Errorf("root lists %q, %v", list, err)
+					}
+					return "new", nil
+				case err != nil:
+					return "", err
+				case bytes.Equal(got, oldConfig):
+					return "old", nil
+				}
+				return "", fmt.Errorf("%s: %d bytes, not the old %d", longName, len(got), len(oldConfig))
+			},
+		},
+		{
 			name: "fat16-mkdir", bits: 16, size: 8 * mib, mkfs: []string{"-s", "1"},
 			setup: func(w *RW) (string, error) {
 				return "", w.WriteFile("/sibling", sibling, stamp)
@@ -912,5 +941,45 @@ func TestWriteErrorReloads(t *testing.T) {
 		if !ok {
 			t.Errorf("fsck.vfat -n reports %q:\n%s", l, out)
 		}
+	}
+}
+
+// TestRemove: a removed file is gone for mtools too, its space is free again, fsck is clean; a missing
+// file and a directory are refused.
+func TestRemove(t *testing.T) {
+	needTools(t, "mkfs.vfat", "fsck.vfat", "mcopy", "mdir")
+	p := makePart(t, 16, 0, 8*mib, "-s", "1")
+	w := p.open(t)
+	stamp := time.Date(2024, 5, 6, 7, 8, 10, 0, time.UTC)
+	free := w.Free()
+	for _, n := range []string{"/FSCK0000.REC", "/FSCK0001.REC", "/keep.txt"} {
+		if err := w.WriteFile(n, randomBytes(t, 5000), stamp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.MkdirAll("/dir", stamp); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"/fsck0000.rec", "/FSCK0001.REC"} {
+		if err := w.Remove(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Remove("/FSCK0001.REC"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("removing a missing file: %v", err)
+	}
+	if err := w.Remove("/dir"); err == nil {
+		t.Error("removed a directory")
+	}
+	// keep.txt and /dir still hold clusters; the two removed files hold none.
+	if got, want := w.Free(), free-w.ClusterSize()*cdiv(5000, w.ClusterSize())-w.ClusterSize(); got != want {
+		t.Errorf("free %d, want %d", got, want)
+	}
+	out, err := exec.Command("mdir", "-b", "-i", p.drive(), "::/").CombinedOutput()
+	if err != nil || strings.Contains(strings.ToUpper(string(out)), "FSCK") || !strings.Contains(string(out), "keep.txt") {
+		t.Errorf("mdir: %v\n%s", err, out)
+	}
+	if out, code := p.fsck(t); code != 0 {
+		t.Errorf("fsck.vfat -n: exit %d\n%s", code, out)
 	}
 }
