@@ -730,6 +730,7 @@ func (m mem) WriteFile(name string, data []byte, _ time.Time) error {
 }
 
 func (m mem) MkdirAll(string, time.Time) error       { return nil }
+func (m mem) Remove(name string) error               { delete(m, name); return nil }
 func (m mem) Free() int64                            { return 1 << 30 }
 func (m mem) BlockSize() int64                       { return 512 }
 func (m mem) ModTime(name string) (time.Time, error) { return time.Time{}, nil }

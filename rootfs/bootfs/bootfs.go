@@ -20,6 +20,8 @@ type FS interface {
 	ReadFile(name string) ([]byte, error)
 	WriteFile(name string, data []byte, mtime time.Time) error
 	MkdirAll(name string, mtime time.Time) error
+	// Remove deletes the regular file name; an interruption leaves it there or gone.
+	Remove(name string) error
 	// Free is the space left for new file data, in bytes.
 	Free() int64
 	// BlockSize is the unit files are allocated in: a new file of n bytes takes n rounded up to it.

@@ -92,6 +92,18 @@ func (d Dir) MkdirAll(name string, _ time.Time) error {
 	return syncDir(filepath.Dir(p))
 }
 
+// Remove deletes name and syncs its directory.
+func (d Dir) Remove(name string) error {
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
 // ModTime is the modification time of name.
 func (d Dir) ModTime(name string) (time.Time, error) {
 	p, err := d.path(name)
