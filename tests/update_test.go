@@ -209,7 +209,15 @@ func TestUpdateScenarios(t *testing.T) {
 			t.Run("healthy", func(t *testing.T) {
 				img := fresh(t)
 				data := writeDataFile(t, img)
+				// fsck.vfat's leftovers fill boot partitions in the field: the update clears them.
+				off, _ := bootRange(t, img)
+				rec := filepath.Join(t.TempDir(), "FSCK0000.REC")
+				must(t, os.WriteFile(rec, randomBytes(1<<20), 0o644))
+				run(t, "mcopy", "-i", fmt.Sprintf("%s@@%d", img, off), rec, "::/FSCK0000.REC")
 				install(t, img)
+				if out := run(t, "mdir", "-b", "-i", fmt.Sprintf("%s@@%d", img, off), "::/"); strings.Contains(out, "FSCK") {
+					t.Errorf("FSCK0000.REC still on the boot partition:\n%s", out)
+				}
 				if slot := powerOn(t, img); slot != bootenv.SlotB {
 					t.Fatalf("booted %s, want B", slot)
 				}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -117,6 +118,7 @@ func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res
 	if mtime.IsZero() {
 		mtime = time.Now()
 	}
+	tg.removeFsckLeftovers(logf)
 	plan, err := tg.planBoot(staged)
 	if err != nil {
 		return res, fmt.Errorf("boot files: %w (nothing switched: slot %s still boots)", err, from)
@@ -159,6 +161,28 @@ func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res
 	}
 	logf("slot %s boots next, on trial", to)
 	return res, nil
+}
+
+// fsckLeftover names the files fsck.vfat saves lost clusters in: garbage that fills a small boot partition
+// (a failure balena users hit mid-update).
+var fsckLeftover = regexp.MustCompile(`(?i)^FSCK[0-9]{4}\.REC$`)
+
+// removeFsckLeftovers deletes fsck's FSCKnnnn.REC files from the boot partition root. A failure is only
+// logged: the space check that follows decides whether the update fits.
+func (tg *Target) removeFsckLeftovers(logf func(string, ...any)) {
+	names, err := bootfs.List(tg.Boot)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		if fsckLeftover.MatchString(n) {
+			if err := tg.Boot.Remove("/" + n); err != nil {
+				logf("could not remove %s from the boot partition: %v", n, err)
+			} else {
+				logf("removed fsck leftover %s from the boot partition", n)
+			}
+		}
+	}
 }
 
 // stageBoot copies the payload's boot files into dir; they count only once Boot has verified them.
