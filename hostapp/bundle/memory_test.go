@@ -37,9 +37,6 @@ func (z *zeroHeavy) Read(p []byte) (int, error) {
 // TestStreamingMemory streams a 200 MiB image through Write, a pipe, NewReader and Rootfs and checks that
 // the heap stays far below the payload size.
 func TestStreamingMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("streams 200 MiB")
-	}
 	const size = 200 << 20
 	const limit = 64 << 20
 	stored := filepath.Join(t.TempDir(), "rootfs.zst")

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hostos/hostos/tests/testtool"
 )
 
 // holdEnv makes the test binary a lock holder: it acquires the lock named by the variable, says "held" and
@@ -156,13 +158,7 @@ func TestAcquireHeldByFlockTool(t *testing.T) {
 // closed when the command has exited; the holder's process group is killed at cleanup.
 func holdWithFlock(t *testing.T, path, secs string) <-chan struct{} {
 	t.Helper()
-	tool, err := exec.LookPath("flock")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("flock (util-linux) not found")
-		}
-		t.Skip("flock (util-linux) not found")
-	}
+	tool := testtool.Need(t, "flock")
 	cmd := exec.Command(tool, path, "sleep", secs)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

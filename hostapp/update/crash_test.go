@@ -194,9 +194,6 @@ func partitionHash(t *testing.T, img string, p partition.Partition) [32]byte {
 // is always a complete filesystem (e2fsck clean) with the version that slot should hold, and the data
 // and state partitions are intact.
 func TestPowerLossDuringUpdate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("long: cuts power at every point of three updates")
-	}
 	total := 0
 	for _, dt := range []string{"genericx86-64-ext", "raspberrypi4-64", "raspberrypi5"} {
 		t.Run(dt, func(t *testing.T) {
