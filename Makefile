@@ -53,5 +53,5 @@ clean:
 
 # The QEMU end-to-end test (tests/e2e): firmware, GRUB, a Debian kernel and hostos, booted and updated.
 e2e:
-	scripts/e2e-deps.sh
+	scripts/install-deps.sh e2e
 	$(GO) test -tags e2e -count=1 -timeout 30m -v ./tests/e2e

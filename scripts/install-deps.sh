@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hostos's build, tests and benchmarks run: the filesystem tools it drives and
-# the real tools that judge its images. Installs only what is missing; needs root (or sudo) for that.
+# the real tools that judge its images. `install-deps.sh e2e` adds what the QEMU end-to-end test boots with.
+# Installs only what is missing; needs root (or sudo) for that.
 set -euo pipefail
 pkgs=(e2fsprogs dosfstools mtools fdisk util-linux genimage bmap-tools grub-common libubootenv-tool zstd xz-utils gzip tar
   python3 python3-gi gir1.2-glib-2.0 openssh-client openssl)
+if [ "${1:-}" = e2e ]; then pkgs+=(qemu-system-x86 ovmf grub-efi-amd64-bin cpio dpkg); fi
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()

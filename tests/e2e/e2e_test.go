@@ -168,12 +168,12 @@ func setup(t testing.TB) *env {
 	e := &env{repo: repoRoot(t), bundles: map[string]string{}}
 	for _, tool := range []string{"qemu-system-x86_64", "grub-mkimage", "grub-editenv", "cpio", "debugfs", "mcopy", "apt-get", "dpkg-deb", "timeout"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: run scripts/e2e-deps.sh (make e2e does)", tool)
+			t.Fatalf("%s not found: run scripts/install-deps.sh e2e (make e2e does)", tool)
 		}
 	}
 	for _, f := range []string{ovmfCode, ovmfVars} {
 		if _, err := os.Stat(f); err != nil {
-			t.Fatalf("%v: run scripts/e2e-deps.sh", err)
+			t.Fatalf("%v: run scripts/install-deps.sh e2e", err)
 		}
 	}
 	cache := filepath.Join(e.repo, ".cache", "e2e")
