@@ -34,17 +34,9 @@ type Target struct {
 // Open finds the partition of d that holds config.json, as balena's tools do: the boot partition (by
 // label, device-type.json or number 1), or the partition its device-type.json names.
 func Open(d disk.Disk) (*Target, error) {
-	t, err := partition.Read(d, d.Size(), d.SectorSize())
+	t, boot, bfs, err := bootfs.Open(d)
 	if err != nil {
 		return nil, err
-	}
-	boot, err := bootfs.Locate(d, t)
-	if err != nil {
-		return nil, err
-	}
-	bfs, err := bootfs.OpenFAT(d, boot)
-	if err != nil {
-		return nil, fmt.Errorf("boot partition: %w", err)
 	}
 	tg := &Target{FS: bfs, Partition: boot.Number, ConfigPath: "/" + config.ConfigName}
 	m, err := tg.manifest()

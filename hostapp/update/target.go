@@ -44,18 +44,11 @@ type Target struct {
 // ext4 (through debugfs) and the root slots, all found by label. booted is the slot taken as running
 // ("" for the one the bootloader points at).
 func OpenImage(d disk.Disk, booted bootenv.Slot) (*Target, error) {
-	t, err := partition.Read(d, d.Size(), d.SectorSize())
+	t, boot, bfs, err := bootfs.Open(d)
 	if err != nil {
 		return nil, err
 	}
-	boot, err := bootfs.Locate(d, t)
-	if err != nil {
-		return nil, err
-	}
-	bfs, err := bootfs.OpenFAT(d, boot)
-	if err != nil {
-		return nil, fmt.Errorf("boot partition: %w", err)
-	}
+	_ = boot
 	tg := &Target{Disk: d, Boot: bfs, Slots: map[bootenv.Slot]partition.Partition{}, Labels: map[bootenv.Slot]string{}}
 	if err := tg.locateSlots(d, t); err != nil {
 		return nil, err

@@ -76,6 +76,23 @@ func (f fatFS) ModTime(name string) (time.Time, error) {
 	return e.ModTime, nil
 }
 
+// Open reads d's partition table, finds the boot partition with Locate and opens its FAT.
+func Open(d disk.Disk) (*partition.Table, partition.Partition, FS, error) {
+	t, err := partition.Read(d, d.Size(), d.SectorSize())
+	if err != nil {
+		return nil, partition.Partition{}, nil, err
+	}
+	boot, err := Locate(d, t)
+	if err != nil {
+		return nil, partition.Partition{}, nil, err
+	}
+	f, err := OpenFAT(d, boot)
+	if err != nil {
+		return nil, partition.Partition{}, nil, fmt.Errorf("boot partition: %w", err)
+	}
+	return t, boot, f, nil
+}
+
 // OpenFAT opens the FAT file system of partition p of d for reading and writing.
 func OpenFAT(d disk.Disk, p partition.Partition) (FS, error) {
 	rw, err := fat.OpenRW(d, p.Start, p.Size)

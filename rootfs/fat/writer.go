@@ -461,19 +461,12 @@ func (w *RW) WriteFile(name string, data []byte, mtime time.Time) error {
 		return fmt.Errorf("%s: %d bytes exceed the fat file size limit", name, len(data))
 	}
 	base := parts[len(parts)-1]
-	d, err := w.openDir("/" + strings.Join(parts[:len(parts)-1], "/"))
+	d, at, e, err := w.lookup(name, parts)
 	if err != nil {
-		return fmt.Errorf("%s: parent directory: %w", name, err)
+		return err
 	}
-	es, at := w.decodeDir(d.b)
-	for i, e := range es {
-		if !e.match(base) {
-			continue
-		}
-		if e.IsDir {
-			return fmt.Errorf("%s: is a directory", name)
-		}
-		return w.change(func() error { return w.replace(d, at[i], e, data, mtime) })
+	if at >= 0 {
+		return w.change(func() error { return w.replace(d, at, e, data, mtime) })
 	}
 	ents, err := nameEntries(base, d.taken)
 	if err != nil {
@@ -726,22 +719,35 @@ func (w *RW) Remove(name string) error {
 	if len(parts) == 0 {
 		return fmt.Errorf("%s: is the root directory", name)
 	}
-	base := parts[len(parts)-1]
-	d, err := w.openDir("/" + strings.Join(parts[:len(parts)-1], "/"))
+	d, at, e, err := w.lookup(name, parts)
 	if err != nil {
-		return fmt.Errorf("%s: parent directory: %w", name, err)
+		return err
 	}
-	es, at := w.decodeDir(d.b)
+	if at < 0 {
+		return fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+	}
+	return w.change(func() error { return w.remove(d, at, e) })
+}
+
+// lookup opens the parent directory of the regular file name (split into parts) and finds its entry:
+// at is the entry's byte offset in the directory, -1 when there is no such file.
+func (w *RW) lookup(name string, parts []string) (d *dir, at int, e DirEntry, err error) {
+	base := parts[len(parts)-1]
+	d, err = w.openDir("/" + strings.Join(parts[:len(parts)-1], "/"))
+	if err != nil {
+		return nil, -1, e, fmt.Errorf("%s: parent directory: %w", name, err)
+	}
+	es, offs := w.decodeDir(d.b)
 	for i, e := range es {
 		if !e.match(base) {
 			continue
 		}
 		if e.IsDir {
-			return fmt.Errorf("%s: is a directory", name)
+			return nil, -1, e, fmt.Errorf("%s: is a directory", name)
 		}
-		return w.change(func() error { return w.remove(d, at[i], e) })
+		return d, offs[i], e, nil
 	}
-	return fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+	return d, -1, e, nil
 }
 
 func (w *RW) remove(d *dir, at int, e DirEntry) error {
