@@ -35,6 +35,15 @@ func ParseOSRelease(data []byte) map[string]string {
 	return out
 }
 
+// OSVersion is the version an os-release file names: VERSION_ID, else VERSION; "" when neither is set.
+func OSVersion(data []byte) string {
+	f := ParseOSRelease(data)
+	if v := f["VERSION_ID"]; v != "" {
+		return v
+	}
+	return f["VERSION"]
+}
+
 // unquoteShell undoes shell quoting on one line's value.
 func unquoteShell(s string) (string, bool) {
 	var b strings.Builder

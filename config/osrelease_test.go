@@ -214,3 +214,15 @@ func FuzzParseOSRelease(f *testing.F) {
 		}
 	})
 }
+
+func TestOSVersion(t *testing.T) {
+	for in, want := range map[string]string{
+		"NAME=balenaOS\nVERSION_ID=2.113.4\nVERSION=\"2.113.4+rev1\"\n": "2.113.4",
+		"VERSION=\"2.50.1+rev2\"\n":                                     "2.50.1+rev2",
+		"NAME=x\n":                                                      "",
+	} {
+		if got := OSVersion([]byte(in)); got != want {
+			t.Errorf("OSVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -70,9 +69,7 @@ func newBuildCmd() *cobra.Command {
 				res.Output = out
 			}
 			if asJSON {
-				b, _ := json.MarshalIndent(res, "", "  ")
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
-				return nil
+				return printJSON(cmd.OutOrStdout(), res)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "built %s: %s %s, %s table, %d MiB, in %.2fs\n",
 				res.Output, res.DeviceType, res.Version, res.PartitionTable, res.Size>>20, res.Seconds)

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -112,7 +111,7 @@ func newBundleCreateCmd() *cobra.Command {
 				s.Size = fi.Size()
 			}
 			if asJSON {
-				return printBundleJSON(summaryTo, s)
+				return printJSON(summaryTo, s)
 			}
 			sig := "unsigned"
 			if signed {
@@ -287,7 +286,7 @@ func newBundleInspectCmd() *cobra.Command {
 				s.Verified = &ok
 			}
 			if asJSON {
-				return printBundleJSON(cmd.OutOrStdout(), s)
+				return printJSON(cmd.OutOrStdout(), s)
 			}
 			printBundle(cmd.OutOrStdout(), s)
 			return nil
@@ -315,15 +314,6 @@ func verifyBundle(r *bundle.Reader) ([]string, error) {
 		return err
 	})
 	return names, err
-}
-
-func printBundleJSON(w io.Writer, s bundleSummary) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
 }
 
 func printBundle(w io.Writer, s bundleSummary) {

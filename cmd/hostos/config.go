@@ -61,12 +61,7 @@ func printConfig(w io.Writer, c config.Config, asJSON bool) error {
 		if err := json.Unmarshal(c.Encode(), &v); err != nil {
 			return err
 		}
-		b, err := json.MarshalIndent(v, "", "  ")
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(w, string(b))
-		return nil
+		return printJSON(w, v)
 	}
 	for _, k := range c.Keys() {
 		v, _ := c.GetPath(k)

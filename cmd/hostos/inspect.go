@@ -33,12 +33,7 @@ func newInspectCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				b, err := json.MarshalIndent(r, "", "  ")
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
-				return nil
+				return printJSON(cmd.OutOrStdout(), r)
 			}
 			printReport(cmd.OutOrStdout(), r)
 			return nil

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,15 +84,6 @@ func (f *targetFlags) lockPath() string {
 		return filepath.Join(os.TempDir(), "hostos-update-"+filepath.Base(f.image)+".lock")
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("hostos-update-%d-%d.lock", st.Dev, st.Ino))
-}
-
-func printJSON(w io.Writer, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(w, string(b))
-	return nil
 }
 
 func newUpdateCmd() *cobra.Command {

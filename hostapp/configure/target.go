@@ -55,7 +55,7 @@ func Open(d disk.Disk) (*Target, error) {
 	}
 	if root, err := partition.Locate(d, t, inspect.RootLabels...); err == nil {
 		if b, err := ext4.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
-			tg.OSVersion = osVersion(b)
+			tg.OSVersion = config.OSVersion(b)
 		}
 	}
 	if err := tg.finish(bfs); err != nil {
@@ -105,7 +105,7 @@ func (tg *Target) manifest() (config.Manifest, error) {
 func (tg *Target) finish(boot bootfs.FS) error {
 	if tg.OSVersion == "" {
 		if b, err := boot.ReadFile("/os-release"); err == nil {
-			tg.OSVersion = osVersion(b)
+			tg.OSVersion = config.OSVersion(b)
 		}
 	}
 	if tg.DeviceType == "" {
@@ -114,14 +114,6 @@ func (tg *Target) finish(boot bootfs.FS) error {
 		}
 	}
 	return nil
-}
-
-func osVersion(b []byte) string {
-	f := config.ParseOSRelease(b)
-	if v := f["VERSION_ID"]; v != "" {
-		return v
-	}
-	return f["VERSION"]
 }
 
 // Config reads and parses config.json.

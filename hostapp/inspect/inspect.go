@@ -130,12 +130,7 @@ func (r *Report) osRelease(d disk.Disk, t *partition.Table, bfs *fat.FS) {
 }
 
 func (r *Report) setOS(b []byte, from string) {
-	f := config.ParseOSRelease(b)
-	v := f["VERSION_ID"]
-	if v == "" {
-		v = f["VERSION"]
-	}
-	r.OSName, r.OSVersion, r.OSReleaseFrom = f["NAME"], v, from
+	r.OSName, r.OSVersion, r.OSReleaseFrom = config.ParseOSRelease(b)["NAME"], config.OSVersion(b), from
 }
 
 func verifyFingerprint(bfs *fat.FS) FingerprintInfo {

@@ -191,9 +191,5 @@ func (tg *Target) SlotVersion(s bootenv.Slot) string {
 	if err != nil {
 		return ""
 	}
-	f := config.ParseOSRelease(b)
-	if v := f["VERSION_ID"]; v != "" {
-		return v
-	}
-	return f["VERSION"]
+	return config.OSVersion(b)
 }
