@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -476,4 +477,45 @@ func TestConfigureBadInputs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfigureConfigLocation: config.json where device-type.json says, on another partition and path
+// than the boot partition's /config.json, as some balena boards keep it.
+func TestConfigureConfigLocation(t *testing.T) {
+	for _, tool := range []string{"sfdisk", "mkfs.vfat", "mcopy", "mtype"} {
+		testtool.Need(t, tool)
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "two-fat.img")
+	run(t, "truncate", "-s", "64M", img)
+	run(t, "sh", "-c", "printf 'label: dos\\nstart=2048, size=40960, type=e\\nstart=43008, size=40960, type=c\\n' | sfdisk -q "+img)
+	run(t, "mkfs.vfat", "-n", "resin-boot", "--offset", "2048", img, "20480")
+	run(t, "mkfs.vfat", "-n", "CONF", "--offset", "43008", img, "20480")
+	manifest := write(t, dir, "device-type.json",
+		`{"slug":"raspberrypi3","arch":"armv7hf","configuration":{"config":{"partition":2,"path":"/settings/config.json"}}}`)
+	run(t, "mcopy", "-i", fmt.Sprintf("%s@@%d", img, 2048*512), manifest, "::/device-type.json")
+	conf := fmt.Sprintf("%s@@%d", img, 43008*512)
+	run(t, "mmd", "-i", conf, "::/settings")
+	run(t, "mcopy", "-i", conf, write(t, dir, "config.json", `{"deviceType":"raspberrypi3"}`), "::/settings/config.json")
+
+	mustHostos(t, nil, nil, "configure", img, "--hostname", "located")
+	got := run(t, "mtype", "-i", conf, "::/settings/config.json")
+	if !strings.Contains(got, `"hostname":"located"`) {
+		t.Errorf("config.json on partition 2: %q", got)
+	}
+	if out, err := exec.Command("mtype", "-i", fmt.Sprintf("%s@@%d", img, 2048*512), "::/config.json").CombinedOutput(); err == nil {
+		t.Errorf("a config.json appeared on the boot partition: %s", out)
+	}
+	var c map[string]any
+	must(t, json.Unmarshal([]byte(mustHostos(t, nil, nil, "config", "read", "--json", img)), &c))
+	if c["hostname"] != "located" {
+		t.Errorf("config read: %v", c)
+	}
+}
+
+func write(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	must(t, os.WriteFile(p, []byte(body), 0o644))
+	return p
 }

@@ -58,9 +58,7 @@ func Open(d disk.Disk) (*Target, error) {
 			tg.OSVersion = config.OSVersion(b)
 		}
 	}
-	if err := tg.finish(bfs); err != nil {
-		return nil, err
-	}
+	tg.finish(bfs)
 	return tg, nil
 }
 
@@ -74,9 +72,7 @@ func OpenDir(dir string) (*Target, error) {
 	if _, err := tg.manifest(); err != nil {
 		return nil, err
 	}
-	if err := tg.finish(d); err != nil {
-		return nil, err
-	}
+	tg.finish(d)
 	return tg, nil
 }
 
@@ -102,7 +98,7 @@ func (tg *Target) manifest() (config.Manifest, error) {
 
 // finish fills what the boot partition itself says: the OS version from /os-release when the root
 // partition gave none, and the device type from config.json when there is no device-type.json.
-func (tg *Target) finish(boot bootfs.FS) error {
+func (tg *Target) finish(boot bootfs.FS) {
 	if tg.OSVersion == "" {
 		if b, err := boot.ReadFile("/os-release"); err == nil {
 			tg.OSVersion = config.OSVersion(b)
@@ -113,7 +109,6 @@ func (tg *Target) finish(boot bootfs.FS) error {
 			tg.DeviceType, _ = c.String("deviceType")
 		}
 	}
-	return nil
 }
 
 // Config reads and parses config.json.
