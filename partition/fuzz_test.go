@@ -78,6 +78,10 @@ func FuzzRead(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// What Read accepts lies inside the disk with no partition over another or over the table.
+		if err := tab.Check(size); err != nil {
+			t.Fatalf("Read accepted a table that fails Check: %v", err)
+		}
 		out := make(image, size)
 		if err := Write(out, size, tab); err != nil {
 			return // Read accepts tables Write refuses to produce (overlaps, holes in the EBR chain order, ...)

@@ -43,7 +43,8 @@ func guidBytes(b []byte) uuid.UUID {
 	return u
 }
 
-func readGPT(r io.ReaderAt, size int64, ss int) (*Table, error) {
+func readGPT(r io.ReaderAt, size int64, ss int) (*Table, layout, error) {
+	var l layout
 	ssz := int64(ss)
 	last := uint64(size/ssz) - 1
 	h, entries, err := readGPTHeader(r, size, ssz, 1)
@@ -51,10 +52,19 @@ func readGPT(r io.ReaderAt, size int64, ss int) (*Table, error) {
 		var berr error
 		h, entries, berr = readGPTHeader(r, size, ssz, last)
 		if berr != nil {
-			return nil, fmt.Errorf("read gpt: primary: %w; backup: %v", err, berr)
+			return nil, l, fmt.Errorf("read gpt: primary: %w; backup: %v", err, berr)
 		}
 	}
 	t := &Table{Kind: GPT, SectorSize: ss, DiskGUID: h.diskGUID}
+	// Partitions live between the primary entry array (from sector 2) and the backup one (before the last
+	// sector), and inside what the header calls usable.
+	arraySectors := (uint64(h.numEntries)*uint64(h.entrySize) + uint64(ssz) - 1) / uint64(ssz)
+	lo := max(h.firstUsable, 2+arraySectors)
+	hi := min(h.lastUsable+1, last-arraySectors) // exclusive
+	if h.lastUsable >= last || hi < lo {
+		return nil, l, fmt.Errorf("read gpt: usable sectors %d to %d do not fit the disk", h.firstUsable, h.lastUsable)
+	}
+	l.usable = [2]int64{int64(lo) * ssz, int64(hi) * ssz}
 	for i := 0; i < int(h.numEntries); i++ {
 		e := entries[i*int(h.entrySize):]
 		typ := guidBytes(e[0:16])
@@ -63,7 +73,7 @@ func readGPT(r io.ReaderAt, size int64, ss int) (*Table, error) {
 		}
 		first, lastLBA := binary.LittleEndian.Uint64(e[32:]), binary.LittleEndian.Uint64(e[40:])
 		if lastLBA < first || lastLBA > last {
-			return nil, fmt.Errorf("read gpt: entry %d: sectors %d to %d do not fit the disk", i+1, first, lastLBA)
+			return nil, l, fmt.Errorf("read gpt: entry %d: sectors %d to %d do not fit the disk", i+1, first, lastLBA)
 		}
 		t.Partitions = append(t.Partitions, Partition{
 			Number:   i + 1,
@@ -75,7 +85,7 @@ func readGPT(r io.ReaderAt, size int64, ss int) (*Table, error) {
 			Bootable: binary.LittleEndian.Uint64(e[48:])&attrLegacyBIOSBootable != 0,
 		})
 	}
-	return t, nil
+	return t, l, nil
 }
 
 // readGPTHeader reads and verifies the header at lba and its entry array.

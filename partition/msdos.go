@@ -55,7 +55,8 @@ func hasBootSignature(sector []byte) bool {
 	return sector[mbrSignatureOffset] == 0x55 && sector[mbrSignatureOffset+1] == 0xaa
 }
 
-func readMSDOS(r io.ReaderAt, size int64, ss int, mbr []byte) (*Table, error) {
+func readMSDOS(r io.ReaderAt, size int64, ss int, mbr []byte) (*Table, layout, error) {
+	var l layout
 	ssz := int64(ss)
 	t := &Table{Kind: MSDOS, SectorSize: ss, DiskSignature: binary.LittleEndian.Uint32(mbr[diskSignatureOffset:])}
 	for i := 0; i < 4; i++ {
@@ -72,7 +73,7 @@ func readMSDOS(r io.ReaderAt, size int64, ss int, mbr []byte) (*Table, error) {
 		}
 		if isExtended(e.typ) {
 			if t.Extended != nil {
-				return nil, fmt.Errorf("read msdos table: partitions %d and %d are both extended", t.Extended.Number, p.Number)
+				return nil, l, fmt.Errorf("read msdos table: partitions %d and %d are both extended", t.Extended.Number, p.Number)
 			}
 			t.Extended = &p
 			continue
@@ -80,45 +81,48 @@ func readMSDOS(r io.ReaderAt, size int64, ss int, mbr []byte) (*Table, error) {
 		t.Partitions = append(t.Partitions, p)
 	}
 	if t.Extended == nil {
-		return t, nil
+		return t, l, nil
 	}
-	logicals, err := readEBRChain(r, size, ssz, *t.Extended)
+	logicals, ebrs, err := readEBRChain(r, size, ssz, *t.Extended)
 	if err != nil {
-		return nil, err
+		return nil, l, err
 	}
 	t.Partitions = append(t.Partitions, logicals...)
-	return t, nil
+	l.ebrs = ebrs
+	return t, l, nil
 }
 
 // readEBRChain follows the extended boot records from the start of the extended partition. Like the kernel it
 // numbers data entries from 5 in chain order; the link entry is relative to the extended partition's start.
-func readEBRChain(r io.ReaderAt, size, ssz int64, ext Partition) ([]Partition, error) {
+func readEBRChain(r io.ReaderAt, size, ssz int64, ext Partition) ([]Partition, []int64, error) {
 	base := uint64(ext.Start / ssz)
 	ebr := base
 	seen := map[uint64]bool{}
 	sector := make([]byte, ssz)
 	var out []Partition
+	var ebrs []int64
 	for i := 0; ; i++ {
 		if i == maxLogical {
-			return nil, fmt.Errorf("read msdos table: ebr chain is longer than %d records", maxLogical)
+			return nil, nil, fmt.Errorf("read msdos table: ebr chain is longer than %d records", maxLogical)
 		}
 		if seen[ebr] {
-			return nil, fmt.Errorf("read msdos table: ebr chain loops back to sector %d", ebr)
+			return nil, nil, fmt.Errorf("read msdos table: ebr chain loops back to sector %d", ebr)
 		}
 		seen[ebr] = true
 		off := int64(ebr) * ssz
 		if ebr > math.MaxInt64/uint64(ssz) || off > size-ssz {
-			return nil, fmt.Errorf("read msdos table: ebr at sector %d is past the end of the disk", ebr)
+			return nil, nil, fmt.Errorf("read msdos table: ebr at sector %d is past the end of the disk", ebr)
 		}
 		if err := readFull(r, sector, off); err != nil {
-			return nil, fmt.Errorf("read ebr at sector %d: %w", ebr, err)
+			return nil, nil, fmt.Errorf("read ebr at sector %d: %w", ebr, err)
 		}
 		if !hasBootSignature(sector) {
 			if i == 0 {
-				return out, nil // an extended partition holding no logical partition yet
+				return out, ebrs, nil // an extended partition holding no logical partition yet
 			}
-			return nil, fmt.Errorf("read msdos table: ebr at sector %d has no boot signature", ebr)
+			return nil, nil, fmt.Errorf("read msdos table: ebr at sector %d has no boot signature", ebr)
 		}
+		ebrs = append(ebrs, off)
 		var next uint64
 		for j := 0; j < 4; j++ {
 			e := parseEntry(sector[mbrTableOffset+j*mbrEntrySize:])
@@ -140,7 +144,7 @@ func readEBRChain(r io.ReaderAt, size, ssz int64, ext Partition) ([]Partition, e
 			})
 		}
 		if next == 0 {
-			return out, nil
+			return out, ebrs, nil
 		}
 		ebr = next
 	}

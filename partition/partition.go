@@ -48,6 +48,12 @@ type Table struct {
 	Extended      *Partition  // msdos: the extended container (type 0x0f), nil if none
 }
 
+// layout is what a reader learns besides the table: where the table's own sectors are.
+type layout struct {
+	usable [2]int64 // gpt: the byte range partitions may use, from the header and the entry arrays
+	ebrs   []int64  // msdos: the byte offset of every extended boot record of the chain
+}
+
 // Partition returns the partition numbered n.
 func (t *Table) Partition(n int) (Partition, bool) {
 	for _, p := range t.Partitions {
@@ -87,29 +93,50 @@ const (
 
 // Read decodes the partition table of a disk of size bytes with the given logical sector size (0 means 512).
 // A protective MBR (type 0xee) makes it read the GPT, falling back to the backup GPT when the primary is damaged.
+// A table that decodes but fails Check is refused with an error wrapping ErrInvalidTable: nothing may be
+// read or written through it.
 func Read(r io.ReaderAt, size int64, sectorSize int) (*Table, error) {
-	ss, err := checkSectorSize(sectorSize)
+	t, l, err := read(r, size, sectorSize)
 	if err != nil {
 		return nil, err
 	}
+	if err := t.check(size, l); err != nil {
+		return nil, fmt.Errorf("read %s table: %w: %w", t.Kind, ErrInvalidTable, err)
+	}
+	return t, nil
+}
+
+// ReadUnchecked decodes a partition table as Read does without checking its geometry, for tools that show
+// a damaged table (inspect marks it invalid with Check). Never locate, read or write partitions through it.
+func ReadUnchecked(r io.ReaderAt, size int64, sectorSize int) (*Table, error) {
+	t, _, err := read(r, size, sectorSize)
+	return t, err
+}
+
+func read(r io.ReaderAt, size int64, sectorSize int) (*Table, layout, error) {
+	var l layout
+	ss, err := checkSectorSize(sectorSize)
+	if err != nil {
+		return nil, l, err
+	}
 	if size < int64(ss) {
-		return nil, fmt.Errorf("read partition table: disk of %d bytes is smaller than one sector", size)
+		return nil, l, fmt.Errorf("read partition table: disk of %d bytes is smaller than one sector", size)
 	}
 	mbr := make([]byte, ss)
 	if err := readFull(r, mbr, 0); err != nil {
-		return nil, fmt.Errorf("read master boot record: %w", err)
+		return nil, l, fmt.Errorf("read master boot record: %w", err)
 	}
 	if mbr[mbrSignatureOffset] != 0x55 || mbr[mbrSignatureOffset+1] != 0xaa {
-		return nil, errors.New("read partition table: no boot signature in the master boot record")
+		return nil, l, errors.New("read partition table: no boot signature in the master boot record")
 	}
 	for i := 0; i < 4; i++ {
 		if mbr[mbrTableOffset+i*mbrEntrySize+4] == TypeProtective {
-			t, err := readGPT(r, size, ss)
+			t, l, err := readGPT(r, size, ss)
 			if err != nil {
-				return nil, err
+				return nil, l, err
 			}
 			t.DiskSignature = binary.LittleEndian.Uint32(mbr[diskSignatureOffset:])
-			return t, nil
+			return t, l, nil
 		}
 	}
 	return readMSDOS(r, size, ss, mbr)

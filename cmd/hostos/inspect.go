@@ -1,13 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/hostapp/inspect"
 	"github.com/hostos/hostos/partition/disk"
 )
@@ -29,14 +28,18 @@ func newInspectCmd() *cobra.Command {
 				opts = append(opts, inspect.WithSecrets())
 			}
 			r, err := inspect.Inspect(d, opts...)
-			if err != nil {
+			if r == nil {
 				return err
 			}
+			// An invalid table is shown, marked, and still fails the command.
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), r)
+				if jerr := printJSON(cmd.OutOrStdout(), r); jerr != nil {
+					return jerr
+				}
+				return err
 			}
 			printReport(cmd.OutOrStdout(), r)
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -44,9 +47,14 @@ func newInspectCmd() *cobra.Command {
 	return cmd
 }
 
+// printReport prints the report as text. Everything read from the image passes through terminalSafe:
+// labels, os-release and config.json are input from anywhere and must not drive the terminal.
 func printReport(w io.Writer, r *inspect.Report) {
-	fmt.Fprintf(w, "image:           %s (%d MiB)\n", r.Image, r.Size>>20)
-	fmt.Fprintf(w, "partition table: %s, disk id %s\n", r.PartitionTable, r.DiskID)
+	fmt.Fprintf(w, "image:           %s (%d MiB)\n", terminalSafe(r.Image), r.Size>>20)
+	fmt.Fprintf(w, "partition table: %s, disk id %s\n", r.PartitionTable, terminalSafe(r.DiskID))
+	if r.TableProblem != "" {
+		fmt.Fprintf(w, "                 INVALID: %s\n", r.TableProblem)
+	}
 	fmt.Fprintf(w, "device type:     %s (%s)\n", orDash(r.DeviceType), orDash(r.Arch))
 	fmt.Fprintf(w, "os:              %s %s (from %s)\n", orDash(r.OSName), orDash(r.OSVersion), orDash(r.OSReleaseFrom))
 	fp := "absent"
@@ -69,15 +77,15 @@ func printReport(w io.Writer, r *inspect.Report) {
 		fmt.Fprintln(w, "config.json:")
 		for _, k := range r.Config.Keys() {
 			v, _ := r.Config.GetPath(k)
-			b, _ := json.Marshal(v)
-			fmt.Fprintf(w, "  %s: %s\n", k, strings.TrimSpace(string(b)))
+			fmt.Fprintf(w, "  %s: %s\n", terminalSafe(k), terminalSafe(string(config.EncodeValue(v))))
 		}
 	}
 }
 
+// orDash is s made terminal-safe, or "-" when empty.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return terminalSafe(s)
 }

@@ -20,6 +20,7 @@ type Report struct {
 	Image          string          `json:"image"`
 	Size           int64           `json:"size"`
 	PartitionTable string          `json:"partitionTable"`
+	TableProblem   string          `json:"tableProblem,omitempty"` // why the table is invalid; nothing else is read then
 	DiskID         string          `json:"diskId"`
 	Partitions     []Partition     `json:"partitions"`
 	BootPartition  int             `json:"bootPartition"`
@@ -60,22 +61,32 @@ func WithSecrets() Option { return func(o *options) { o.secrets = true } }
 // RootLabels are the labels of the first root partition.
 var RootLabels = []string{"resin-rootA", "balena-rootA", "flash-rootA"}
 
-// Inspect reads d's partition table and the files that describe the OS.
+// Inspect reads d's partition table and the files that describe the OS. A table that fails
+// partition.Check gives a Report of the table alone, with TableProblem set, and an error wrapping
+// partition.ErrInvalidTable.
 func Inspect(d disk.Disk, opts ...Option) (*Report, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
 	t, err := partition.Read(d, d.Size(), d.SectorSize())
+	if errors.Is(err, partition.ErrInvalidTable) {
+		// Show the table as it is, marked invalid, and read nothing through it.
+		raw, rerr := partition.ReadUnchecked(d, d.Size(), d.SectorSize())
+		if rerr != nil {
+			return nil, fmt.Errorf("%s: %w", d.Path(), err)
+		}
+		r := newReport(d, raw)
+		r.TableProblem = err.Error()
+		for _, p := range raw.Partitions {
+			r.Partitions = append(r.Partitions, Partition{Number: p.Number, Label: p.Name, Start: p.Start, Size: p.Size, Bootable: p.Bootable})
+		}
+		return r, fmt.Errorf("%s: %w", d.Path(), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.Path(), err)
 	}
-	r := &Report{Image: d.Path(), Size: d.Size(), PartitionTable: string(t.Kind)}
-	if t.Kind == partition.GPT {
-		r.DiskID = t.DiskGUID.String()
-	} else {
-		r.DiskID = fmt.Sprintf("0x%08x", t.DiskSignature)
-	}
+	r := newReport(d, t)
 	for _, p := range t.Partitions {
 		fstype, label, _ := partition.Probe(d, p.Start, p.Size)
 		if label == "" {
@@ -113,6 +124,16 @@ func Inspect(d disk.Disk, opts ...Option) (*Report, error) {
 	r.osRelease(d, t, bfs)
 	r.Fingerprint = verifyFingerprint(bfs)
 	return r, nil
+}
+
+func newReport(d disk.Disk, t *partition.Table) *Report {
+	r := &Report{Image: d.Path(), Size: d.Size(), PartitionTable: string(t.Kind)}
+	if t.Kind == partition.GPT {
+		r.DiskID = t.DiskGUID.String()
+	} else {
+		r.DiskID = fmt.Sprintf("0x%08x", t.DiskSignature)
+	}
+	return r
 }
 
 func (r *Report) osRelease(d disk.Disk, t *partition.Table, bfs *fat.FS) {
