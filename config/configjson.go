@@ -34,7 +34,12 @@ func NewConfig(deviceType string, development bool) Config {
 }
 
 // ParseConfig decodes config.json. The document must be exactly one JSON object.
+// Invalid UTF-8 is refused with its byte offset rather than turned into U+FFFD, and errors never quote
+// the document (it holds secrets).
 func ParseConfig(data []byte) (Config, error) {
+	if off := invalidUTF8(data); off >= 0 {
+		return Config{}, fmt.Errorf("config.json: invalid UTF-8 at byte %d", off)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -42,7 +47,7 @@ func ParseConfig(data []byte) (Config, error) {
 		if errors.Is(err, io.EOF) {
 			return Config{}, errors.New("config.json: empty document")
 		}
-		return Config{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, fmt.Errorf("config.json: %w", jsonSyntaxError(err))
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -52,6 +57,22 @@ func ParseConfig(data []byte) (Config, error) {
 		return Config{}, fmt.Errorf("config.json: unexpected data after the object at byte %d", dec.InputOffset())
 	}
 	return Config{m: m}, nil
+}
+
+// invalidUTF8 returns the offset of the first byte of data that is not valid UTF-8, or -1.
+func invalidUTF8(data []byte) int {
+	for i := 0; i < len(data); {
+		if data[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
 }
 
 func jsonKind(v any) string {
@@ -106,6 +127,14 @@ func normalize(v any) (any, error) {
 func (c Config) Encode() []byte {
 	var b bytes.Buffer
 	encodeValue(&b, c.object())
+	return b.Bytes()
+}
+
+// EncodeValue encodes one value as Get returns it (nil, bool, json.Number, string, []any,
+// map[string]any) the way Encode writes it: compact, keys sorted, strings as JSON.stringify writes them.
+func EncodeValue(v any) []byte {
+	var b bytes.Buffer
+	encodeValue(&b, v)
 	return b.Bytes()
 }
 

@@ -2,8 +2,10 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -73,6 +75,60 @@ func TestRedactGolden(t *testing.T) {
 	for _, s := range secrets {
 		if bytes.Contains(out, []byte(s)) {
 			t.Errorf("secret %q survives", s)
+		}
+	}
+}
+
+// TestRedactEverySecretKey puts a distinct value under every secret key balena's config.json can hold
+// (SecretKeys), as a string, a number, inside an object and inside an array, at the top and nested,
+// and under names only the pattern catches; none may survive Redact, and public data stays.
+func TestRedactEverySecretKey(t *testing.T) {
+	keys := append([]string{}, SecretKeys...)
+	// Names the pattern must catch, in every case, at any depth.
+	keys = append(keys, "registryToken", "vpnPassword", "WIFI_PSK", "clientSecret", "awsCredentials",
+		"privateKeyPem", "passphrase", "PASSWD", "api_key", "wpaKey", "APIKEY")
+	m := map[string]any{"hostname": "keep-host", "os": map[string]any{"sshKeys": []any{"ssh-ed25519 AAAAkeep"}}}
+	var secrets []string
+	for i, k := range keys {
+		s := func(where string) string {
+			v := fmt.Sprintf("SECRET-%d-%s", i, where)
+			secrets = append(secrets, v)
+			return v
+		}
+		m[k] = s("top")
+		nested := map[string]any{k: s("nested")}
+		m[fmt.Sprintf("plain%d", i)] = map[string]any{"deeper": nested, "list": []any{map[string]any{k: s("in-array")}}}
+		m[fmt.Sprintf("map%d", i)] = map[string]any{k: map[string]any{"api.example.com": s("map")}}
+		m[fmt.Sprintf("list%d", i)] = map[string]any{k: []any{s("list"), []any{s("list-nested")}, 42}}
+	}
+	m["deviceApiKeys"] = map[string]any{"api.balena-cloud.com": "SECRET-map-host1", "api.example.org": map[string]any{"k": "SECRET-map-host2"}}
+	secrets = append(secrets, "SECRET-map-host1", "SECRET-map-host2")
+	c, err := configFromGo(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(Redact(c).Encode())
+	for _, s := range secrets {
+		if strings.Contains(out, s) {
+			t.Errorf("secret %s survives", s)
+		}
+	}
+	if strings.Contains(out, "SECRET") {
+		t.Errorf("a secret survives in %s", out)
+	}
+	for _, keep := range []string{"keep-host", "ssh-ed25519 AAAAkeep", "api.balena-cloud.com", "api.example.org"} {
+		if !strings.Contains(out, keep) {
+			t.Errorf("public %q lost", keep)
+		}
+	}
+	for _, k := range SecretKeys {
+		if !IsSecretKey(k) || !IsSecretKey(strings.ToUpper(k)) {
+			t.Errorf("IsSecretKey(%q) = false", k)
+		}
+	}
+	for _, k := range []string{"hostname", "uuid", "deviceType", "sshKeys", "apiEndpoint", "applicationId", "wifiSsid", "balenaRootCA"} {
+		if IsSecretKey(k) {
+			t.Errorf("IsSecretKey(%q) = true", k)
 		}
 	}
 }

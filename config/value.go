@@ -13,8 +13,12 @@ import (
 // number literal is a json.Number (its text kept: 1.50 stays 1.50), text starting with '[' or '{'
 // is parsed as JSON (numbers as json.Number; invalid JSON is an error), a complete JSON string
 // literal ("\"a b\"") is the string it quotes, and anything else is the raw string. Nothing is
-// trimmed: " true" is a string. The value never appears in an error (it may be a secret).
+// trimmed: " true" is a string. Invalid UTF-8 is an error naming its byte offset. The value never appears
+// in an error (it may be a secret).
 func ParseValue(s string, forceString bool) (any, error) {
+	if off := invalidUTF8([]byte(s)); off >= 0 {
+		return nil, fmt.Errorf("value: invalid UTF-8 at byte %d", off)
+	}
 	if forceString {
 		return s, nil
 	}

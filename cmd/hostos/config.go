@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -54,7 +55,8 @@ func newConfigReadCmd() *cobra.Command {
 	return cmd
 }
 
-// printConfig prints the JSON document, or one "key: value" line per top-level key.
+// printConfig prints the JSON document, or one "key: value" line per top-level key with every control
+// character escaped (a config.json is input from anywhere: it must not drive the terminal).
 func printConfig(w io.Writer, c config.Config, asJSON bool) error {
 	if asJSON {
 		var v any
@@ -65,17 +67,61 @@ func printConfig(w io.Writer, c config.Config, asJSON bool) error {
 	}
 	for _, k := range c.Keys() {
 		v, _ := c.GetPath(k)
-		if s, ok := v.(string); ok {
-			fmt.Fprintf(w, "%s: %s\n", k, s)
-			continue
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "%s: %s\n", k, b)
+		fmt.Fprintf(w, "%s: %s\n", terminalSafe(k), configValueText(v))
 	}
 	return nil
+}
+
+// configValueText is a config.json value as text: a string as it is, anything else as compact JSON;
+// either way safe for a terminal.
+func configValueText(v any) string {
+	if s, ok := v.(string); ok {
+		return terminalSafe(s)
+	}
+	return terminalSafe(string(config.EncodeValue(v)))
+}
+
+// terminalSafe returns s unchanged when it holds nothing a terminal would act on, else s quoted with
+// every control character (C0, DEL, C1: ESC and CSI start ANSI sequences), bidirectional override and
+// invalid UTF-8 byte escaped, so that the output shows exactly what the input holds.
+func terminalSafe(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) && utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case unsafeRune(r) && r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unsafeRune(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// unsafeRune reports a rune a terminal interprets: C0 and C1 controls, DEL, and the bidirectional
+// embeddings, overrides and isolates that reorder what follows.
+func unsafeRune(r rune) bool {
+	return r < 0x20 || r >= 0x7f && r < 0xa0 || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 ||
+		r == 0x200e || r == 0x200f || r == 0x061c
 }
 
 func newConfigWriteCmd() *cobra.Command {
@@ -112,7 +158,7 @@ func newConfigInjectCmd() *cobra.Command {
 		Args:  imageOrBootDir(&bootDir, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := args[len(args)-1]
-			b, err := os.ReadFile(file)
+			b, err := readFlagFile(file, "config.json", limitConfigJSON)
 			if err != nil {
 				return err
 			}
