@@ -28,7 +28,7 @@ type plan struct {
 // rootfsConfig is the part of an image config the store depends on.
 type rootfsConfig struct {
 	Created string `json:"created"`
-	RootFS struct {
+	RootFS  struct {
 		Type    string   `json:"type"`
 		DiffIDs []string `json:"diff_ids"`
 	} `json:"rootfs"`
