@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 )
 
 // DefaultAPIEndpoint is balenaCloud's API.
@@ -43,13 +42,8 @@ type Provisioning struct {
 //
 // Everything is checked before c is touched; on error c is unchanged. Errors never hold the key.
 func (c *Config) Provision(p Provisioning) error {
-	if p.APIKey == "" {
-		return errors.New("provisioning key is empty")
-	}
-	for _, r := range p.APIKey {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return errors.New("provisioning key holds white space or control characters")
-		}
+	if _, err := checkAPIKey(p.APIKey); err != nil {
+		return err
 	}
 	if p.FleetID <= 0 {
 		return fmt.Errorf("fleet id %d: a positive number is required", p.FleetID)
@@ -69,12 +63,8 @@ func (c *Config) Provision(p Provisioning) error {
 			return errors.New("device type is required: config.json has none")
 		}
 	}
-	if p.InitialDeviceName != "" {
-		for _, r := range p.InitialDeviceName {
-			if unicode.IsControl(r) {
-				return fmt.Errorf("device name %q holds a control character", p.InitialDeviceName)
-			}
-		}
+	if _, err := checkDeviceName(p.InitialDeviceName); err != nil {
+		return err
 	}
 	uuid := p.UUID
 	if uuid != "" {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,17 +219,19 @@ func (tg *Target) newConfig(o Options) ([]byte, error) {
 	if !touchesConfig(o) {
 		return nil, nil
 	}
+	// old is what config.json holds now; replacing it whole works even when it does not parse.
+	old, err := tg.Config()
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) && !(o.Replace && o.Config != nil) {
+			return nil, err
+		}
+		old = config.Config{}
+	}
 	var c config.Config
 	if o.Replace && o.Config != nil {
 		c = o.Config.Clone()
 	} else {
-		var err error
-		if c, err = tg.Config(); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
-			}
-			c = config.Config{}
-		}
+		c = old.Clone()
 		if o.Config != nil {
 			if err := merge(&c, *o.Config); err != nil {
 				return nil, err
@@ -242,11 +243,20 @@ func (tg *Target) newConfig(o Options) ([]byte, error) {
 			return nil, err
 		}
 	}
+	// The flags set typed keys; NormalizeChanged below checks them with every other change, one way.
+	set := func(key string, v any) error {
+		if err := c.Set(key, v); err != nil {
+			return err
+		}
+		if _, err := config.NormalizeSetting(key, v); err != nil {
+			return err
+		}
+		return nil
+	}
 	if o.Hostname != "" {
-		if err := config.ValidateHostname(o.Hostname); err != nil {
+		if err := set("hostname", o.Hostname); err != nil {
 			return nil, err
 		}
-		_ = c.Set("hostname", o.Hostname)
 	}
 	if o.PersistentLogging != nil {
 		_ = c.Set("persistentLogging", *o.PersistentLogging)
@@ -260,25 +270,22 @@ func (tg *Target) newConfig(o Options) ([]byte, error) {
 		}
 	}
 	if o.DNS != nil {
-		if err := checkServers("dns", *o.DNS); err != nil {
+		if err := set("dnsServers", *o.DNS); err != nil {
 			return nil, err
 		}
-		_ = c.Set("dnsServers", strings.Join(strings.Fields(*o.DNS), " "))
 	}
 	if o.NTP != nil {
-		if err := checkServers("ntp", *o.NTP); err != nil {
+		if err := set("ntpServers", *o.NTP); err != nil {
 			return nil, err
 		}
-		_ = c.Set("ntpServers", strings.Join(strings.Fields(*o.NTP), " "))
 	}
 	if o.Country != "" {
-		if err := config.ValidateCountry(o.Country); err != nil {
+		if err := set("country", o.Country); err != nil {
 			return nil, err
 		}
-		_ = c.Set("country", strings.ToUpper(o.Country))
 	}
 	for _, name := range sortedKeys(o.UdevRules) {
-		if err := checkRuleName(name); err != nil {
+		if err := config.CheckUdevRuleName(name); err != nil {
 			return nil, err
 		}
 		if err := c.SetPath(o.UdevRules[name], "os", "udevRules", name); err != nil {
@@ -289,8 +296,8 @@ func (tg *Target) newConfig(o Options) ([]byte, error) {
 		p := *o.Provisioning
 		if p.DeviceType == "" {
 			p.DeviceType = tg.DeviceType
-		} else if tg.DeviceType != "" && p.DeviceType != tg.DeviceType && !slices.Contains(tg.Aliases, p.DeviceType) {
-			return nil, fmt.Errorf("device type %q does not match the image's %q", p.DeviceType, tg.DeviceType)
+		} else if err := tg.checkDeviceType(p.DeviceType); err != nil {
+			return nil, err
 		}
 		if p.DeviceType == "" {
 			return nil, errors.New("the image names no device type: give --device-type")
@@ -302,12 +309,30 @@ func (tg *Target) newConfig(o Options) ([]byte, error) {
 			return nil, err
 		}
 	} else if o.UUID != "" {
-		if err := config.ValidateUUID(o.UUID); err != nil {
+		if err := set("uuid", o.UUID); err != nil {
 			return nil, err
 		}
-		_ = c.Set("uuid", o.UUID)
+	}
+	if err := config.NormalizeChanged(old, &c); err != nil {
+		return nil, err
+	}
+	if dt, ok := c.String("deviceType"); ok {
+		if was, _ := old.String("deviceType"); dt != was {
+			if err := tg.checkDeviceType(dt); err != nil {
+				return nil, fmt.Errorf("config.json: %w", err)
+			}
+		}
 	}
 	return c.Encode(), nil
+}
+
+// checkDeviceType refuses a device type other than the image's own (or one of its aliases): the OS
+// refuses to join a fleet of another type.
+func (tg *Target) checkDeviceType(slug string) error {
+	if tg.DeviceType != "" && slug != tg.DeviceType && !slices.Contains(tg.Aliases, slug) {
+		return fmt.Errorf("device type %q does not match the image's %q", slug, tg.DeviceType)
+	}
+	return nil
 }
 
 func touchesConfig(o Options) bool {
@@ -350,32 +375,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// checkServers accepts a space-separated list of host names or addresses ("null" disables balena's
-// DNS fallback).
-func checkServers(what, s string) error {
-	fields := strings.Fields(s)
-	if len(fields) == 0 {
-		return fmt.Errorf("%s servers: empty list", what)
-	}
-	for _, f := range fields {
-		if strings.ContainsFunc(f, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-:_[]%", r))
-		}) {
-			return fmt.Errorf("%s server %q: not a host name or address", what, f)
-		}
-	}
-	return nil
-}
-
-var ruleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
-func checkRuleName(name string) error {
-	if !ruleName.MatchString(name) {
-		return fmt.Errorf("udev rule name %q: use letters, digits, '.', '_' and '-', as in 64-usb", name)
-	}
-	return nil
 }
 
 // checkSpace refuses the run before any write when the directories and files will not fit.
