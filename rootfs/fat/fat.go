@@ -50,6 +50,9 @@ func (f File) check() ([]string, error) {
 		return nil, fmt.Errorf("boot file %q: destination is not an absolute path", f.Dst)
 	}
 	parts := strings.Split(f.Dst[1:], "/")
+	if len(parts)-1 > MaxDepth {
+		return nil, fmt.Errorf("boot file %q: directories nested deeper than %d", f.Dst, MaxDepth)
+	}
 	for _, p := range parts {
 		if err := checkName(p); err != nil {
 			return nil, fmt.Errorf("boot file %q: %w", f.Dst, err)
@@ -366,9 +369,9 @@ func missingDirs(img string, off int64, dirs map[string]string) ([]string, error
 	return missing, nil
 }
 
-// Check runs fsck.vfat -n on the file system of size bytes at offset off of img. fsck.vfat takes no offset,
+// Fsck runs fsck.vfat -n on the file system of size bytes at offset off of img. fsck.vfat takes no offset,
 // so the range is first copied, sparsely, to a temporary file. The error carries the end of fsck's report.
-func Check(ctx context.Context, img string, off, size int64) error {
+func Fsck(ctx context.Context, img string, off, size int64) error {
 	src, err := os.Open(img)
 	if err != nil {
 		return fmt.Errorf("fat image: %w", err)

@@ -140,7 +140,7 @@ func TestMakeCopyCheck(t *testing.T) {
 			if err := Copy(ctx, img, off, files, time.Time{}); err != nil {
 				t.Fatal(err)
 			}
-			if err := Check(ctx, img, off, tc.size); err != nil {
+			if err := Fsck(ctx, img, off, tc.size); err != nil {
 				t.Fatal(err)
 			}
 			drive := img + "@@" + "4194304"
@@ -243,7 +243,7 @@ func TestMakeCopyCheck(t *testing.T) {
 			if err := Copy(ctx, img, off, upd, time.Time{}); err != nil {
 				t.Fatal(err)
 			}
-			if err := Check(ctx, img, off, tc.size); err != nil {
+			if err := Fsck(ctx, img, off, tc.size); err != nil {
 				t.Fatal(err)
 			}
 			fsys, err = Open(f, off, tc.size)
@@ -442,8 +442,8 @@ func TestMakeRejects(t *testing.T) {
 	}
 }
 
-// TestCheckFindsDamage proves Check is a real judge: a file pointing at a cluster past the end fails it.
-func TestCheckFindsDamage(t *testing.T) {
+// TestFsckFindsDamage proves Fsck is a real judge: a file pointing at a cluster past the end fails it.
+func TestFsckFindsDamage(t *testing.T) {
 	needTools(t, "mkfs.vfat", "mcopy", "fsck.vfat")
 	ctx := context.Background()
 	const off, size = 4 * mib, 40 * mib
@@ -454,7 +454,7 @@ func TestCheckFindsDamage(t *testing.T) {
 	if err := Copy(ctx, img, off, []File{{Dst: "/A.BIN", Data: []byte("data")}}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := Check(ctx, img, off, size); err != nil {
+	if err := Fsck(ctx, img, off, size); err != nil {
 		t.Fatal(err)
 	}
 	l, err := PlanLayout(16, size)
@@ -471,12 +471,12 @@ func TestCheckFindsDamage(t *testing.T) {
 	if _, err := f.WriteAt([]byte{0xf0, 0xff}, at); err != nil {
 		t.Fatal(err)
 	}
-	err = Check(ctx, img, off, size)
+	err = Fsck(ctx, img, off, size)
 	if err == nil {
-		t.Fatal("Check passed a file system with a file starting past the last cluster")
+		t.Fatal("Fsck passed a file system with a file starting past the last cluster")
 	}
 	if !strings.Contains(err.Error(), "fsck.vfat") {
-		t.Errorf("Check error does not carry fsck's report: %v", err)
+		t.Errorf("Fsck error does not carry fsck's report: %v", err)
 	}
-	t.Logf("Check: %v", err)
+	t.Logf("Fsck: %v", err)
 }

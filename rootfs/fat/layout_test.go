@@ -120,7 +120,7 @@ func TestSpaceBoundary(t *testing.T) {
 					t.Logf("one cluster over: %v", err)
 				}
 				if extra == 0 {
-					if err := Check(ctx, img, 4*mib, tc.size); err != nil {
+					if err := Fsck(ctx, img, 4*mib, tc.size); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -13,13 +13,17 @@ import (
 	"unicode/utf16"
 )
 
+// MaxDepth is the deepest directory nesting the package reads and writes: a directory path has at most
+// MaxDepth components ("/EFI/BOOT" has 2), so a file path at most MaxDepth+1. The writer refuses to go
+// deeper and Check reports deeper directories, which Walk cannot read.
+const MaxDepth = 64
+
 // FAT limits the reader relies on.
 const (
 	maxClusters12 = 4084  // a FAT with fewer than 4085 clusters is FAT12
 	maxClusters16 = 65524 // mkfs.fat's FAT16 maximum
 	minClusters32 = 65525 // fewest clusters of a conforming FAT32
 	maxDirEntries = 65536 // a directory holds at most this many 32-byte entries
-	maxDepth      = 64    // deepest directory nesting Walk follows
 	dirEntrySize  = 32
 	attrReadOnly  = 0x01
 	attrVolume    = 0x08
@@ -41,6 +45,7 @@ type FS struct {
 	clusterSize int64
 	fatOff      int64 // byte offset of the first FAT
 	fatBytes    int64 // size of one FAT
+	fats        int64 // FAT copies
 	rootOff     int64 // FAT12/16: byte offset of the fixed root directory
 	rootEntries int64 // FAT12/16: entries in the fixed root directory
 	rootCluster uint32
@@ -138,6 +143,7 @@ func parseBootSector(bs []byte, size int64) (*FS, error) {
 		clusterSize: bps * spc,
 		fatOff:      reserved * bps,
 		fatBytes:    fatSectors * bps,
+		fats:        nfats,
 		rootOff:     (reserved + nfats*fatSectors) * bps,
 		rootEntries: rootEntries,
 		dataOff:     dataStart * bps,
@@ -671,8 +677,8 @@ func (f *FS) Walk(fn func(path string, e DirEntry) error) error {
 	used := map[uint32]bool{}
 	var walk func(dir string, c uint32, depth int) error
 	walk = func(dir string, c uint32, depth int) error {
-		if depth > maxDepth {
-			return fmt.Errorf("%s: directories nested deeper than %d: %w", dir, maxDepth, ErrCorrupt)
+		if depth > MaxDepth {
+			return fmt.Errorf("%s: directories nested deeper than %d: %w", dir, MaxDepth, ErrCorrupt)
 		}
 		es, cs, err := f.entriesClusters(c)
 		if err != nil {

@@ -52,6 +52,7 @@ type RW struct {
 	*FS
 	dev    Device
 	off    int64   // byte offset of the file system on dev
+	size   int64   // bytes of dev the file system may occupy from off; nothing is written outside
 	fats   int64   // FAT copies
 	free   int64   // free clusters
 	low    uint32  // no cluster below this one is free
@@ -66,22 +67,31 @@ type RW struct {
 // span is a byte range [lo, hi).
 type span struct{ lo, hi int64 }
 
-// OpenRW opens the FAT file system occupying size bytes at offset off of dev for writing.
+// OpenRW opens the FAT file system occupying size bytes at offset off of dev for writing. It walks every
+// directory and chain once first and refuses, with an error wrapping ErrCorrupt that names the files and
+// the cluster, a file system where a write could overwrite a file: cross-linked or looping chains, chains
+// holding free, reserved, bad or out-of-range values (see Check and Repair). Lost clusters, differing FAT
+// copies, orphan long names and a stale free count, which an interrupted write leaves, are accepted.
 func OpenRW(dev Device, off, size int64) (*RW, error) {
+	w, err := openRW(dev, off, size)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.consistent(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// openRW opens the file system for writing without judging it.
+func openRW(dev Device, off, size int64) (*RW, error) {
 	f, err := Open(dev, off, size)
 	if err != nil {
 		return nil, err
 	}
-	w := &RW{FS: f, dev: dev, off: off}
-	bs := make([]byte, 512)
-	if _, err := f.r.ReadAt(bs, 0); err != nil {
-		return nil, fmt.Errorf("fat boot sector: %w", err)
-	}
-	w.fats = int64(bs[16])
-	if f.bits == 32 {
-		if err := w.findFSInfo(bs); err != nil {
-			return nil, err
-		}
+	w := &RW{FS: f, dev: dev, off: off, size: size, fats: f.fats}
+	if w.fsinfo, w.hint, err = f.fsinfo(); err != nil {
+		return nil, err
 	}
 	if err := w.load(); err != nil {
 		return nil, err
@@ -89,22 +99,15 @@ func OpenRW(dev Device, off, size int64) (*RW, error) {
 	return w, nil
 }
 
-// findFSInfo locates a valid FSInfo sector in the reserved area; a missing or damaged one is left alone.
-func (w *RW) findFSInfo(bs []byte) error {
-	le := binary.LittleEndian
-	s := int64(le.Uint16(bs[48:]))
-	if s == 0 || s == 0xffff || (s+1)*w.sectorSize > w.fatOff {
-		return nil
+// consistent walks the file system and refuses it when a write could overwrite a file.
+func (w *RW) consistent() error {
+	s, err := w.scan(w.table)
+	if err != nil {
+		return err
 	}
-	b := make([]byte, 512)
-	if _, err := w.r.ReadAt(b, s*w.sectorSize); err != nil {
-		return fmt.Errorf("fat fsinfo sector: %w", err)
+	if fd := s.unsafe(); fd != nil {
+		return fmt.Errorf("fat file system: %s: writing could destroy a file; run hostos repair or fsck.vfat: %w", fd.Message, ErrCorrupt)
 	}
-	if le.Uint32(b) != fsinfoLead || le.Uint32(b[484:]) != fsinfoStruct || le.Uint32(b[508:]) != fsinfoTrail {
-		return nil
-	}
-	w.fsinfo = s * w.sectorSize
-	copy(w.hint[:], b[fsinfoFree:])
 	return nil
 }
 
@@ -235,8 +238,11 @@ func (w *RW) link(cs []uint32) {
 	}
 }
 
-// writeAt writes b at byte off of the file system.
+// writeAt writes b at byte off of the file system, never outside its size.
 func (w *RW) writeAt(b []byte, off int64) error {
+	if off < 0 || off+int64(len(b)) > w.size {
+		return fmt.Errorf("fat file system: write of %d bytes at byte %d outside its %d bytes: %w", len(b), off, w.size, ErrCorrupt)
+	}
 	w.wrote = true
 	if _, err := w.dev.WriteAt(b, w.off+off); err != nil {
 		return fmt.Errorf("fat file system at byte %d: %w", off, err)
@@ -457,6 +463,9 @@ func (w *RW) WriteFile(name string, data []byte, mtime time.Time) error {
 	if len(parts) == 0 {
 		return fmt.Errorf("%s: is the root directory", name)
 	}
+	if len(parts)-1 > MaxDepth {
+		return fmt.Errorf("%s: directories nested deeper than %d", name, MaxDepth)
+	}
 	if int64(len(data)) > maxFileSize {
 		return fmt.Errorf("%s: %d bytes exceed the fat file size limit", name, len(data))
 	}
@@ -511,6 +520,12 @@ func (w *RW) replace(d *dir, at int, e DirEntry, data []byte, mtime time.Time) e
 	if e.cluster != 0 {
 		var err error
 		if old, err = w.chain(e.cluster, 0); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	// The old chain is freed at the end: it must be this file's alone.
+	if len(old) > 0 {
+		if err := w.consistent(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
@@ -653,6 +668,9 @@ func (w *RW) MkdirAll(name string, mtime time.Time) error {
 	if err != nil {
 		return err
 	}
+	if len(parts) > MaxDepth {
+		return fmt.Errorf("%s: directories nested deeper than %d", name, MaxDepth)
+	}
 	for i, p := range parts {
 		sub := "/" + strings.Join(parts[:i+1], "/")
 		e, err := w.Stat(sub)
@@ -756,6 +774,12 @@ func (w *RW) remove(d *dir, at int, e DirEntry) error {
 	if e.cluster != 0 {
 		var err error
 		if old, err = w.chain(e.cluster, 0); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	// The old chain is freed at the end: it must be this file's alone.
+	if len(old) > 0 {
+		if err := w.consistent(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
