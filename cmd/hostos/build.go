@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -27,7 +28,15 @@ func newBuildCmd() *cobra.Command {
 			if specPath == "" {
 				spec, err = build.DefaultSpec()
 			} else {
-				spec, err = build.LoadSpec(specPath)
+				var b []byte
+				if b, err = readFlagFile(specPath, "spec", limitSpec); err != nil {
+					return err
+				}
+				abs, aerr := filepath.Abs(specPath)
+				if aerr != nil {
+					return fmt.Errorf("spec: %w", aerr)
+				}
+				spec, err = build.ParseSpec(b, specPath, filepath.Dir(abs))
 			}
 			if err != nil {
 				return err
@@ -45,6 +54,16 @@ func newBuildCmd() *cobra.Command {
 			}
 			if !epoch.IsZero() {
 				opts = append(opts, build.WithEpoch(epoch))
+			}
+			// Every output is checked before the work starts: none may be a device or an input.
+			outs := []string{out}
+			if bmap {
+				outs = append(outs, out+".bmap")
+			}
+			for _, o := range outs {
+				if err := disk.CheckOutput(o, spec.Inputs()...); err != nil {
+					return err
+				}
 			}
 			raw := out
 			if compress != "" {
@@ -87,41 +106,25 @@ func newBuildCmd() *cobra.Command {
 }
 
 func writeBmap(img, dst string, pr *progress) error {
-	tmp := dst + ".tmp"
-	f, err := os.Create(tmp)
+	o, err := disk.CreateOutput(dst, 0o644, img)
 	if err != nil {
 		return fmt.Errorf("bmap: %w", err)
 	}
-	err = disk.Bmap(img, f, func(done, total int64) { pr.update("bmap", done, total) })
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	defer o.Abort()
+	if err := disk.Bmap(img, o, func(done, total int64) { pr.update("bmap", done, total) }); err != nil {
 		return fmt.Errorf("bmap: %w", err)
 	}
-	return nil
+	return o.Commit()
 }
 
 func writeCompressed(cmd *cobra.Command, raw, out, algo string, pr *progress) error {
-	tmp := out + ".tmp"
-	f, err := os.Create(tmp)
+	o, err := disk.CreateOutput(out, 0o644, raw)
 	if err != nil {
 		return fmt.Errorf("compress: %w", err)
 	}
-	err = disk.Compress(cmd.Context(), raw, f, algo, func(done, total int64) { pr.update("compress "+algo, done, total) })
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, out)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	defer o.Abort()
+	if err := disk.Compress(cmd.Context(), raw, o, algo, func(done, total int64) { pr.update("compress "+algo, done, total) }); err != nil {
 		return fmt.Errorf("compress: %w", err)
 	}
-	return nil
+	return o.Commit()
 }

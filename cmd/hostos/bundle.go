@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hostos/hostos/hostapp/build"
 	"github.com/hostos/hostos/hostapp/bundle"
+	"github.com/hostos/hostos/partition/disk"
 )
 
 func newBundleCmd() *cobra.Command {
@@ -73,9 +75,9 @@ func newBundleCreateCmd() *cobra.Command {
 			}
 			var key ed25519.PrivateKey
 			if keyFile != "" {
-				b, err := os.ReadFile(keyFile)
+				b, err := readFlagFile(keyFile, "signing key", limitPEMKey)
 				if err != nil {
-					return fmt.Errorf("signing key: %w", err)
+					return err
 				}
 				if key, err = bundle.ParsePrivateKey(b); err != nil {
 					return fmt.Errorf("signing key %s: %w", keyFile, err)
@@ -96,7 +98,7 @@ func newBundleCreateCmd() *cobra.Command {
 				}
 			} else {
 				o.TempDir = filepath.Dir(out)
-				err = writeBundleFile(out, func(w io.Writer) error {
+				err = writeBundleFile(out, append([]string{rootfs, keyFile}, bootFileSources(deployDir, bootFiles)...), func(w io.Writer) error {
 					var err error
 					m, err = build.Bundle(cmd.Context(), o, w)
 					return err
@@ -136,45 +138,22 @@ func newBundleCreateCmd() *cobra.Command {
 	return cmd
 }
 
-// writeBundleFile writes path atomically: into a temporary file beside it, renamed into place once
-// write succeeded. On failure nothing is left.
-func writeBundleFile(path string, write func(io.Writer) error) (err error) {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("output %s: is a directory", path)
-	}
-	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("output directory %s: does not exist or is not a directory", filepath.Dir(path))
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+// writeBundleFile writes path atomically (disk.Output): nothing appears at path unless write succeeds.
+// No input may be the output.
+func writeBundleFile(path string, inputs []string, write func(io.Writer) error) error {
+	o, err := disk.CreateOutput(path, 0o644, inputs...)
 	if err != nil {
-		return fmt.Errorf("output %s: %w", path, err)
+		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
+	defer o.Abort()
+	bw := bufio.NewWriterSize(o, 1<<20)
 	if err := write(bw); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("output %s: %w", path, err)
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("output %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("output %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("output %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("output %s: %w", path, err)
-	}
-	return nil
+	return o.Commit()
 }
 
 func newBundleKeygenCmd() *cobra.Command {
@@ -246,9 +225,9 @@ func newBundleInspectCmd() *cobra.Command {
 			if len(keyFiles) > 0 {
 				keys := make([]ed25519.PublicKey, 0, len(keyFiles))
 				for _, kf := range keyFiles {
-					b, err := os.ReadFile(kf)
+					b, err := readFlagFile(kf, "public key", limitPEMKey)
 					if err != nil {
-						return fmt.Errorf("public key: %w", err)
+						return err
 					}
 					k, err := bundle.ParsePublicKey(b)
 					if err != nil {
@@ -336,4 +315,17 @@ func printBundle(w io.Writer, s bundleSummary) {
 			fmt.Fprintf(w, "  /%s\n", n)
 		}
 	}
+}
+
+// bootFileSources are the source paths of SRC:DST boot file arguments, relative to deployDir.
+func bootFileSources(deployDir string, files []string) []string {
+	var out []string
+	for _, f := range files {
+		src, _, _ := strings.Cut(f, ":")
+		if src != "" && !filepath.IsAbs(src) && deployDir != "" {
+			src = filepath.Join(deployDir, src)
+		}
+		out = append(out, src)
+	}
+	return out
 }

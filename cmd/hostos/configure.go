@@ -109,9 +109,9 @@ func (f *configureFlags) options(cmd *cobra.Command) (configure.Options, error) 
 	}
 	o.Time = now
 	if f.configFile != "" {
-		b, err := os.ReadFile(f.configFile)
+		b, err := readFlagFile(f.configFile, "--config", limitConfigJSON)
 		if err != nil {
-			return o, fmt.Errorf("--config: %w", err)
+			return o, err
 		}
 		c, err := config.ParseConfig(b)
 		if err != nil {
@@ -129,8 +129,10 @@ func (f *configureFlags) options(cmd *cobra.Command) (configure.Options, error) 
 	}
 	for _, k := range f.sshKeys {
 		data := []byte(k)
-		if b, err := os.ReadFile(k); err == nil {
-			data = b
+		if _, err := os.Stat(k); err == nil {
+			if data, err = readFlagFile(k, "--ssh-key", limitSSHKey); err != nil {
+				return o, err
+			}
 		} else if !looksLikeKey(k) {
 			return o, fmt.Errorf("--ssh-key %s: %w", k, err)
 		}
@@ -161,9 +163,9 @@ func (f *configureFlags) options(cmd *cobra.Command) (configure.Options, error) 
 		if !ok || name == "" || file == "" {
 			return o, use("--udev-rule %q: expected NAME=FILE", r)
 		}
-		b, err := os.ReadFile(file)
+		b, err := readFlagFile(file, "--udev-rule "+name, limitUdevRule)
 		if err != nil {
-			return o, fmt.Errorf("--udev-rule %s: %w", name, err)
+			return o, err
 		}
 		if o.UdevRules == nil {
 			o.UdevRules = map[string]string{}
@@ -181,15 +183,15 @@ func (f *configureFlags) options(cmd *cobra.Command) (configure.Options, error) 
 		o.Ethernet = e
 	}
 	for _, file := range f.connections {
-		b, err := os.ReadFile(file)
+		b, err := readFlagFile(file, "--system-connection", limitKeyfile)
 		if err != nil {
-			return o, fmt.Errorf("--system-connection: %w", err)
+			return o, err
 		}
 		o.Connections = append(o.Connections, configure.File{Name: baseName(file), Data: b})
 	}
 	if f.splash != "" {
-		if o.Splash, err = os.ReadFile(f.splash); err != nil {
-			return o, fmt.Errorf("--splash: %w", err)
+		if o.Splash, err = readFlagFile(f.splash, "--splash", limitSplash); err != nil {
+			return o, err
 		}
 	}
 	return o, nil

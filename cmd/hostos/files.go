@@ -36,14 +36,25 @@ func readFlagFile(path, what string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: not a regular file", what, path)
 	}
 	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s %s: %d bytes, more than the %d bytes allowed", what, path, fi.Size(), limit)
+		return nil, fmt.Errorf("%s %s: %d bytes, more than the %s allowed", what, path, fi.Size(), sizeText(limit))
 	}
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s %s: more than the %d bytes allowed", what, path, limit)
+		return nil, fmt.Errorf("%s %s: more than the %s allowed", what, path, sizeText(limit))
 	}
 	return b, nil
+}
+
+// sizeText writes a limit as people do: 16 MiB, 64 KiB, else bytes.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -7,14 +7,41 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
+// interruptGrace is how long a command has, after SIGINT or SIGTERM, to stop at its next check of the
+// context and clean up its temporary files. One still running then is ended as a power cut would end
+// it: every hostos writer is crash-safe, so that leaves the old or the new state. A second signal ends
+// the process at once.
+const interruptGrace = 3 * time.Second
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		cancel()
+		code := signalExitCode(sig)
+		select {
+		case <-sigs:
+		case <-time.After(interruptGrace):
+		}
+		fmt.Fprintf(os.Stderr, "hostos: interrupted by %v\n", sig)
+		os.Exit(code)
+	}()
 	err := newRootCmd().ExecuteContext(ctx)
-	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hostos: "+oneLine(err.Error()))
 		os.Exit(exitCode(err))
 	}
+}
+
+// signalExitCode is the shell's convention: 128 plus the signal number.
+func signalExitCode(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 1
 }

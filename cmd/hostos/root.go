@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,17 +26,54 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuildCmd(), newInspectCmd(), newConfigureCmd(), newConfigCmd(), newBundleCmd(),
 		newUpdateCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newRollbackAltbootCmd(), newHealthCmd())
+	usageArgs(root)
 	return root
 }
 
-// exitCode maps an error to the process exit code: the one place that does.
+// exitCodes maps sentinel errors to process exit codes: the one table that does. The first match wins;
+// anything else is 1.
+var exitCodes = []struct {
+	err  error
+	code int
+}{
+	{context.Canceled, 130}, // interrupted: the shell's code for SIGINT
+	{errUsage, 2},
+}
+
+// errUsage marks errors in how the command was called.
+var errUsage = errors.New("usage")
+
+// exitCode maps an error to the process exit code.
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command") ||
-		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "requires at least") {
-		return 2
+	if errors.As(err, &u) {
+		err = errUsage
+	}
+	// cobra reports an unknown command as plain text; it is the one error matched by its words.
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		err = errUsage
+	}
+	for _, e := range exitCodes {
+		if errors.Is(err, e.err) {
+			return e.code
+		}
 	}
 	return 1
+}
+
+// usageArgs makes every command's argument check an error of usage (exit code 2).
+func usageArgs(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
 }
 
 // oneLine folds a multi-line message into one line.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/hostos/hostos/hostapp/bootenv"
 	"github.com/hostos/hostos/hostapp/bundle"
@@ -59,31 +58,24 @@ func (f *targetFlags) open(writable bool) (tg *update.Target, closeFn func() err
 	return tg, d.Close, nil
 }
 
-// openLocked takes the updater's lock and opens the target for writing; done releases both.
+// openLocked opens the target for writing under the writers' lock; done releases both. An image (and
+// the device's disk) is locked by disk.Open itself; on a device the mounted boot partition is locked too,
+// the lock configure --boot-dir takes.
 func (f *targetFlags) openLocked() (*update.Target, func(), error) {
-	l, err := lock.Acquire(f.lockPath())
-	if err != nil {
-		return nil, nil, err
+	release := func() {}
+	if f.image == "" {
+		l, err := lock.Target(f.bootDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		release = func() { l.Release() }
 	}
 	tg, closeFn, err := f.open(true)
 	if err != nil {
-		l.Release()
+		release()
 		return nil, nil, err
 	}
-	return tg, func() { closeFn(); l.Release() }, nil
-}
-
-// lockPath is where concurrent updaters of the same target meet: for an image, a lock named after the
-// file's identity in the temp dir (nothing is left beside the image).
-func (f *targetFlags) lockPath() string {
-	if f.image == "" {
-		return "/run/hostos-update.lock"
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(f.image, &st); err != nil {
-		return filepath.Join(os.TempDir(), "hostos-update-"+filepath.Base(f.image)+".lock")
-	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("hostos-update-%d-%d.lock", st.Dev, st.Ino))
+	return tg, func() { closeFn(); release() }, nil
 }
 
 func newUpdateCmd() *cobra.Command {
@@ -172,9 +164,9 @@ func loadKeys(files []string, dir string) ([]ed25519.PublicKey, error) {
 	}
 	var keys []ed25519.PublicKey
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		b, err := readFlagFile(f, "key", limitPEMKey)
 		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
+			return nil, err
 		}
 		k, err := bundle.ParsePublicKey(b)
 		if err != nil {
@@ -308,11 +300,15 @@ func newHealthCmd() *cobra.Command {
 		Short: "While an update is on trial, run the health checks: commit when all pass, else switch back",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			checks, err := health.Load(checksFile)
-			if errors.Is(err, os.ErrNotExist) && !cmd.Flags().Changed("checks") {
-				checks, err = health.Default(), nil
-			}
-			if err != nil {
+			checks := health.Default()
+			b, err := readFlagFile(checksFile, "health checks", limitSpec)
+			switch {
+			case err == nil:
+				if checks, err = health.Parse(b, checksFile); err != nil {
+					return err
+				}
+			case errors.Is(err, os.ErrNotExist) && !cmd.Flags().Changed("checks"):
+			default:
 				return err
 			}
 			tg, done, err := tf.openLocked()

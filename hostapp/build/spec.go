@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -26,6 +25,8 @@ type Spec struct {
 
 	// Dir is the directory relative paths in the spec are taken from (the spec file's directory).
 	Dir string `toml:"-"`
+	// File is the spec file's path ("" for the embedded default): no output may overwrite it.
+	File string `toml:"-"`
 }
 
 // Sizes are partition sizes in MiB.
@@ -64,19 +65,6 @@ var defaultSpec []byte
 // DefaultSpec returns the embedded default spec: an x86-64 GRUB image of the embedded root filesystem.
 func DefaultSpec() (*Spec, error) { return ParseSpec(defaultSpec, "default.toml", "") }
 
-// LoadSpec reads and parses a spec file strictly.
-func LoadSpec(path string) (*Spec, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("spec: %w", err)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("spec: %w", err)
-	}
-	return ParseSpec(b, path, filepath.Dir(abs))
-}
-
 // ParseSpec parses a spec strictly: unknown keys and values of the wrong type are errors naming the file,
 // line and key.
 func ParseSpec(b []byte, name, dir string) (*Spec, error) {
@@ -86,6 +74,9 @@ func ParseSpec(b []byte, name, dir string) (*Spec, error) {
 		return nil, specError(name, err)
 	}
 	s.Dir = dir
+	if dir != "" {
+		s.File = name
+	}
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -143,4 +134,17 @@ func (s *Spec) path(p string) string {
 		return p
 	}
 	return filepath.Join(s.Dir, p)
+}
+
+// Inputs are the files and directories the spec names, which no output may overwrite.
+func (s *Spec) Inputs() []string {
+	in := []string{s.File}
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(s.Dir, p)
+	}
+	in = append(in, abs(s.Rootfs.Source))
+	return in
 }

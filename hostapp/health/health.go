@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -39,16 +38,6 @@ type Checks []Check
 // healthy: without a file, the new root is committed once it has booted far enough to run `hostos health`.
 // Devices that need more (engine, supervisor, network) ship /etc/hostos/health.toml.
 func Default() Checks { return Checks{} }
-
-// Load reads and parses a health file. A missing file is an error wrapping fs.ErrNotExist; callers fall back
-// to Default.
-func Load(path string) (Checks, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("health checks: %w", err)
-	}
-	return Parse(data, path)
-}
 
 // fileCheck is one [[check]] table as written; pointers tell a key left out from a zero value.
 type fileCheck struct {

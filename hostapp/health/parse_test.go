@@ -1,9 +1,6 @@
 package health
 
 import (
-	"errors"
-	"io/fs"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -83,13 +80,6 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("error %q does not contain %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestLoad(t *testing.T) {
-	_, err := Load(filepath.Join(t.TempDir(), "health.toml"))
-	if !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("Load of a missing file: %v, want fs.ErrNotExist", err)
 	}
 }
 

@@ -23,15 +23,24 @@ var ErrLocked = errors.New("locked by another process")
 type Lock struct {
 	f    *os.File
 	path string
+	dir  bool // a Target lock: nothing recorded in the file
 }
 
 // Acquire takes an exclusive flock on path, creating the file with mode 0600, without waiting. When another
 // process holds it, the error wraps ErrLocked and names the holder's PID if it recorded one. The file then
 // records this process's PID. flock locks belong to open files, so a second Acquire of the same path in the
 // same process also fails.
+//
+// The file is opened without following a symbolic link and must be a regular file with one link, owned by
+// this user: a link planted at the path (in a shared directory) cannot make the lock truncate or write any
+// other file.
 func Acquire(path string) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
 	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := checkOwnFile(f); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
@@ -51,6 +60,41 @@ func Acquire(path string) (*Lock, error) {
 	return &Lock{f: f, path: path}, nil
 }
 
+func checkOwnFile(f *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return errors.New("not a regular file")
+	case st.Nlink != 1:
+		return fmt.Errorf("has %d hard links", st.Nlink)
+	case st.Uid != uint32(os.Geteuid()):
+		return fmt.Errorf("owned by uid %d, not by this user", st.Uid)
+	}
+	return nil
+}
+
+// Target takes the writers' lock of a mounted boot partition (or any directory hostos writes into): an
+// exclusive flock on the directory itself, held until Release. hostos update on a device and configure
+// --boot-dir take it, so they never write the same boot partition at once. Images and block devices
+// need no call: partition/disk.Open takes the same kind of lock on them when it opens them for writing.
+func Target(dir string) (*Lock, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w (another hostos update or configure)", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return &Lock{f: f, path: dir, dir: true}, nil
+}
+
 // Release clears the recorded PID and drops the lock. The file stays: removing it would let a process that
 // opened it just before the removal lock a file nobody else can see. Releasing twice is a no-op.
 func (l *Lock) Release() error {
@@ -59,7 +103,10 @@ func (l *Lock) Release() error {
 	}
 	f := l.f
 	l.f = nil
-	terr := f.Truncate(0)
+	var terr error
+	if !l.dir {
+		terr = f.Truncate(0)
+	}
 	uerr := flock(f, unix.LOCK_UN)
 	cerr := f.Close()
 	if err := errors.Join(terr, uerr, cerr); err != nil {

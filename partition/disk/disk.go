@@ -37,11 +37,21 @@ var _ Disk = (*File)(nil)
 // DefaultSectorSize is the sector size of image files.
 const DefaultSectorSize = 512
 
-// Open opens an image file or block device; writable opens it read-write.
+// ErrBusy means another process has the image or device open for writing.
+var ErrBusy = errors.New("in use by another writer")
+
+// Open opens an image file or block device; writable opens it read-write. Anything else (a FIFO, a
+// character device, a socket, a directory) is refused without blocking: the open itself does not wait
+// for a FIFO's writer.
+//
+// A writable Open takes an exclusive flock on the file itself, held until Close: every hostos writer of
+// an image or device (update, configure, repair, preload) goes through here, so two of them never write
+// the same disk at once; the second fails at once with an error wrapping ErrBusy. The lock needs no lock
+// file and vanishes with the process, however it ends. Readers take no lock.
 func Open(path string, writable bool) (*File, error) {
-	flag := os.O_RDONLY
+	flag := os.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY
 	if writable {
-		flag = os.O_RDWR
+		flag = os.O_RDWR | unix.O_NONBLOCK | unix.O_NOCTTY
 	}
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
@@ -52,16 +62,17 @@ func Open(path string, writable bool) (*File, error) {
 		f.Close()
 		return nil, err
 	}
+	fd := int(f.Fd()) // Fd also puts the descriptor back in blocking mode
 	d := &File{f: f, size: fi.Size(), sectorSize: DefaultSectorSize}
 	switch {
 	case fi.Mode().IsRegular():
 	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
-		size, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
+		size, err := unix.IoctlGetUint64(fd, unix.BLKGETSIZE64)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("%s: size of block device: %w", path, err)
 		}
-		ss, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
+		ss, err := unix.IoctlGetInt(fd, unix.BLKSSZGET)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("%s: sector size of block device: %w", path, err)
@@ -74,7 +85,25 @@ func Open(path string, writable bool) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: not a regular file or block device", path)
 	}
+	if writable {
+		if err := flock(fd); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%s: %w (another hostos update, configure or preload)", path, ErrBusy)
+			}
+			return nil, fmt.Errorf("%s: lock: %w", path, err)
+		}
+	}
 	return d, nil
+}
+
+func flock(fd int) error {
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // Create creates (or truncates) a sparse image file of the given size.
