@@ -607,7 +607,8 @@ func stream(ctx context.Context, layer v1.Layer, ts io.Writer, u *unpacker, prog
 	defer closeFn()
 	tarHash := sha256.New()
 	gz := gzip.NewWriter(ts)
-	its, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(tarStream, tarHash), storage.NewJSONPacker(gz), nil)
+	packer := &enginePacker{Packer: storage.NewJSONPacker(gz)}
+	its, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(tarStream, tarHash), packer, nil)
 	if err != nil {
 		return fmt.Errorf("tar-split: %w", err)
 	}
@@ -621,6 +622,9 @@ func stream(ctx context.Context, layer v1.Layer, ts io.Writer, u *unpacker, prog
 	}
 	if err != nil {
 		return blobErr(err)
+	}
+	if err := packer.finish(); err != nil {
+		return fmt.Errorf("tar-split: %w", err)
 	}
 	if err := gz.Close(); err != nil {
 		return fmt.Errorf("tar-split: %w", err)
@@ -756,4 +760,32 @@ func (st *store) stamp(t time.Time) error {
 		}
 	}
 	return nil
+}
+
+// enginePacker records tar-split entries as the engine's own tar-split (v0.11, vendored by moby and
+// balena-engine 20.10) does: that version ends every record with one segment holding what follows the
+// end-of-archive blocks, empty when nothing does, where v0.12 leaves the empty segment out. Both
+// reassemble the same bytes; with it the record is the one the engine itself writes.
+type enginePacker struct {
+	storage.Packer
+	// segments counts the segment entries since the last file entry.
+	segments int
+}
+
+func (p *enginePacker) AddEntry(e storage.Entry) (int, error) {
+	if e.Type == storage.FileType {
+		p.segments = 0
+	} else {
+		p.segments++
+	}
+	return p.Packer.AddEntry(e)
+}
+
+// finish adds the empty trailing segment when the stream had nothing after its end-of-archive blocks.
+func (p *enginePacker) finish() error {
+	if p.segments != 1 {
+		return nil
+	}
+	_, err := p.Packer.AddEntry(storage.Entry{Type: storage.SegmentType, Payload: []byte{}})
+	return err
 }
