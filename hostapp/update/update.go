@@ -18,6 +18,7 @@ import (
 
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/hostapp/bootenv"
+	"github.com/hostos/hostos/hostapp/build"
 	"github.com/hostos/hostos/hostapp/update/source"
 	"github.com/hostos/hostos/rootfs/bootfs"
 )
@@ -44,22 +45,12 @@ type Result struct {
 	Switched bool         `json:"switched"`
 }
 
-// protected are boot partition files an update never replaces: the device's configuration.
-var protected = []string{"config.json", config.FingerprintName, "extra_uEnv.txt", "splash/", "system-connections/", "system-proxy/"}
-
-func isProtected(name string, env bootenv.Backend) bool {
-	name = strings.TrimPrefix(name, "/")
-	for _, p := range protected {
-		if name == p || strings.HasSuffix(p, "/") && strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	for _, f := range env.Files() {
-		if strings.EqualFold(strings.TrimPrefix(f, "/"), name) {
-			return true
-		}
-	}
-	return false
+// checkBootName refuses a boot file of the new OS that would replace one the device owns (config.json,
+// the fingerprint, extra_uEnv.txt, splash/, system-connections/, system-proxy/) or the environment files
+// of backend env, compared as the FAT compares names (build.CheckBootDst, the one list for builds and
+// updates alike).
+func checkBootName(name string, env bootenv.Backend) error {
+	return build.CheckBootDst(name, env.Files())
 }
 
 // Update writes p into the slot that is not running, installs its boot files and switches the bootloader
@@ -110,7 +101,7 @@ func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res
 		return res, fmt.Errorf("update: %w (nothing switched)", err)
 	}
 	defer os.RemoveAll(tmp)
-	staged, err := stageBoot(p, filepath.Join(tmp, "new"))
+	staged, err := stageBoot(p, filepath.Join(tmp, "new"), tg.Env)
 	if err != nil {
 		return res, fmt.Errorf("boot files: %w (nothing switched: slot %s still boots)", err, from)
 	}
@@ -185,13 +176,17 @@ func (tg *Target) removeFsckLeftovers(logf func(string, ...any)) {
 	}
 }
 
-// stageBoot copies the payload's boot files into dir; they count only once Boot has verified them.
-func stageBoot(p *source.Payload, dir string) (map[string]string, error) {
+// stageBoot copies the payload's boot files into dir; they count only once Boot has verified them. A boot
+// file the device owns (checkBootName) fails the whole update before the boot partition is touched.
+func stageBoot(p *source.Payload, dir string, env bootenv.Backend) (map[string]string, error) {
 	files := map[string]string{}
 	if p.Boot == nil {
 		return files, nil
 	}
 	err := p.Boot(func(name string, size int64, r io.Reader) error {
+		if err := checkBootName(name, env); err != nil {
+			return err // the bundle reader names the file
+		}
 		name = path.Clean("/" + name)
 		dst := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
@@ -243,8 +238,8 @@ func (tg *Target) planBoot(staged map[string]string) (bootPlan, error) {
 	var changes []bootfs.Change
 	dirs := map[string]bool{}
 	for _, n := range names {
-		if isProtected(n, tg.Env) {
-			continue
+		if err := checkBootName(n, tg.Env); err != nil {
+			return plan, fmt.Errorf("boot file %s: %w", n, err)
 		}
 		data, err := os.ReadFile(staged[n])
 		if err != nil {

@@ -170,3 +170,29 @@ func longSlots(name string, sum byte) [][dirEntrySize]byte {
 	}
 	return out
 }
+
+// SameName reports whether two names (single path components) name the same directory entry on a FAT:
+// compared case-insensitively as this package's lookups compare them (strings.EqualFold), after dropping
+// the trailing dots and spaces that Windows strips from a name (Linux's vfat strips the dots).
+func SameName(a, b string) bool {
+	return strings.EqualFold(strings.TrimRight(a, ". "), strings.TrimRight(b, ". "))
+}
+
+// IsAliasShaped reports whether name has the shape of a generated 8.3 alias with a numeric tail
+// ("SYSTEM~1", "EXTRA_~1.TXT"): a FAT resolves such a name to whichever long name holds that alias.
+func IsAliasShaped(name string) bool {
+	base, ext, dot := strings.Cut(strings.TrimRight(name, ". "), ".")
+	if len(base) == 0 || len(base) > 8 || len(ext) > 3 || dot && strings.Contains(ext, ".") {
+		return false
+	}
+	tilde := strings.LastIndexByte(base, '~')
+	if tilde < 0 || tilde == len(base)-1 {
+		return false
+	}
+	for _, c := range base[tilde+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
