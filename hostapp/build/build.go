@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -118,7 +118,7 @@ func Build(ctx context.Context, spec *Spec, out string, opts ...Option) (*Result
 		o.log = func(string) {}
 	}
 	start := time.Now()
-	if err := checkOutput(out); err != nil {
+	if err := disk.CheckOutput(out, spec.Inputs()...); err != nil {
 		return nil, err
 	}
 	work, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".hostos-")
@@ -139,24 +139,6 @@ func Build(ctx context.Context, spec *Spec, out string, opts ...Option) (*Result
 		return nil, fmt.Errorf("output %s: %w", out, err)
 	}
 	return p.result(out, time.Since(start)), nil
-}
-
-func checkOutput(out string) error {
-	if out == "" {
-		return errors.New("no output path given")
-	}
-	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
-		return fmt.Errorf("output %s: is a directory", out)
-	}
-	dir := filepath.Dir(out)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("output directory %s: %w", dir, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("output directory %s: not a directory", dir)
-	}
-	return nil
 }
 
 // prepare resolves the spec, stages the root filesystem and checks that everything fits.
@@ -469,9 +451,9 @@ func (p *plan) collectBootFiles(work string) error {
 
 	cfg := config.NewConfig(dt.Slug, spec.Development)
 	if spec.Boot.ConfigJSON != "" {
-		b, err := os.ReadFile(spec.path(spec.Boot.ConfigJSON))
+		b, err := readBounded(spec.path(spec.Boot.ConfigJSON), "config.json", limitConfigJSON)
 		if err != nil {
-			return fmt.Errorf("config.json: %w", err)
+			return err
 		}
 		over, err := config.ParseConfig(b)
 		if err != nil {
@@ -482,6 +464,9 @@ func (p *plan) collectBootFiles(work string) error {
 			if err := cfg.SetPath(v, k); err != nil {
 				return fmt.Errorf("config.json %s: %w", spec.Boot.ConfigJSON, err)
 			}
+		}
+		if err := config.NormalizeChanged(config.NewConfig(dt.Slug, spec.Development), &cfg); err != nil {
+			return fmt.Errorf("config.json %s: %w", spec.Boot.ConfigJSON, err)
 		}
 		if dtv, ok := cfg.String("deviceType"); ok && dtv != dt.Slug {
 			return fmt.Errorf("config.json %s: deviceType %q does not match the device type %q", spec.Boot.ConfigJSON, dtv, dt.Slug)
@@ -503,8 +488,14 @@ func (p *plan) collectBootFiles(work string) error {
 		p.version = v
 	}
 	add(fat.File{Dst: "/os-release", Data: osr})
-	add(fat.File{Dst: "/balena-image", Data: []byte{}})
-	add(fat.File{Dst: "/image-version-info", Data: []byte(p.imageName() + "\n")})
+	// The rest of balenaOS's default layout: flag file, image name, samples in system-connections/ and
+	// system-proxy/ (balena-device-init's Wi-Fi configure needs system-connections/ to exist),
+	// extra_uEnv.txt on U-Boot boards. The spec's files may replace them.
+	for _, f := range config.DefaultBootFiles(dt, p.version) {
+		if _, ok := files[f.Path]; !ok {
+			add(fat.File{Dst: f.Path, Data: f.Data})
+		}
+	}
 
 	if spec.Boot.Splash != "" {
 		src := spec.path(spec.Boot.Splash)
@@ -519,14 +510,16 @@ func (p *plan) collectBootFiles(work string) error {
 	}
 	for _, c := range spec.Boot.SystemConnections {
 		src := spec.path(c)
-		fi, err := os.Stat(src)
+		b, err := readBounded(src, "system connection", limitKeyfile)
 		if err != nil {
-			return fmt.Errorf("system connection: %w", err)
+			return err
 		}
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("system connection %s: not a regular file", c)
+		// Checked exactly as configure checks --system-connection, and the checked bytes are what is written.
+		name := filepath.Base(src)
+		if err := config.ValidateConnectionFile(name, b); err != nil {
+			return fmt.Errorf("%s: %w", c, err)
 		}
-		add(fat.File{Dst: path.Join("/system-connections", filepath.Base(src)), Src: src})
+		add(fat.File{Dst: path.Join("/system-connections", name), Data: b})
 	}
 	switch dt.Bootloader {
 	case "grub", "grub-efi":
@@ -599,12 +592,38 @@ func (p *plan) writeDefaultRoot(dst string) error {
 	return f.Close()
 }
 
-func (p *plan) imageName() string {
-	v := p.version
-	if v == "" {
-		v = "unknown"
+// Bounds of the small files a spec names for the boot partition, checked before they are read.
+const (
+	limitConfigJSON = 1 << 20  // config.json; balena's own are a few KiB
+	limitKeyfile    = 64 << 10 // a NetworkManager keyfile
+)
+
+// readBounded reads a regular file of at most limit bytes; what names it in errors. A FIFO, a device or
+// an endless file is refused before anything is read.
+func readBounded(name, what string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return fmt.Sprintf("balena-image-%s-%s", p.dt.Slug, v)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s %s: not a regular file", what, name)
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s %s: %d bytes, more than the %d bytes allowed", what, name, fi.Size(), limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, name, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s %s: more than the %d bytes allowed", what, name, limit)
+	}
+	return b, nil
 }
 
 func (p *plan) derived(what string) []byte {

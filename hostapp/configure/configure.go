@@ -162,11 +162,8 @@ func (tg *Target) files(o Options) ([]File, error) {
 		files = append(files, File{Name: connectionPath(o.Ethernet.ID, "resin-ethernet"), Data: b})
 	}
 	for _, c := range o.Connections {
-		if err := checkConnectionName(c.Name); err != nil {
+		if err := config.ValidateConnectionFile(c.Name, c.Data); err != nil {
 			return nil, err
-		}
-		if err := config.ValidateConnection(c.Data); err != nil {
-			return nil, fmt.Errorf("system connection %s: %w", c.Name, err)
 		}
 		files = append(files, File{Name: "/system-connections/" + c.Name, Data: c.Data})
 	}
@@ -195,23 +192,6 @@ func connectionPath(id, def string) string {
 		id = def
 	}
 	return "/system-connections/" + id
-}
-
-// checkConnectionName refuses names that would leave system-connections/ or that FAT cannot hold.
-func checkConnectionName(name string) error {
-	switch {
-	case name == "" || name == "." || name == "..":
-		return fmt.Errorf("system connection name %q is not a file name", name)
-	case strings.ContainsAny(name, "/\\"):
-		return fmt.Errorf("system connection name %q must not contain a path separator", name)
-	case strings.HasPrefix(name, "."):
-		return fmt.Errorf("system connection name %q must not start with a dot", name)
-	case strings.ContainsAny(name, "\"*:<>?|") || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return fmt.Errorf("system connection name %q holds a character FAT cannot store", name)
-	case len(name) > 255:
-		return fmt.Errorf("system connection name is longer than 255 bytes")
-	}
-	return nil
 }
 
 // newConfig returns the encoded config.json o asks for, or nil when o does not touch config.json.
