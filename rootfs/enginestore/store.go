@@ -258,6 +258,5 @@ func Add(ctx context.Context, root *tree.Staged, images []Image, opts ...Option)
 	if err != nil {
 		return nil, err
 	}
-	defer st.close()
 	return st.add(ctx, root, plans, s)
 }

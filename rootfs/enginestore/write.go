@@ -107,8 +107,6 @@ func openStore(stagingDir, dataRoot string) (*store, error) {
 	return st, nil
 }
 
-func (st *store) close() {}
-
 func (st *store) host(rel string) string { return filepath.Join(st.base, filepath.FromSlash(rel)) }
 
 func (st *store) fsPath(rel string) string {
