@@ -1,12 +1,6 @@
 // Package enginestore writes container images into the image store of a moby or balena-engine 20.10+
 // daemon (the overlay2 graphdriver data root: imagedb, layerdb, overlay2 layer directories,
 // repositories.json, distribution metadata) inside a staged tree, without a daemon and without root.
-//
-// The store is written as the engine writes it, with one difference: the engine names a layer's overlay2
-// directory (cache-id, 64 hex digits) and its short link (26 characters of [A-Z0-9]) at random, where
-// this package derives both from the layer's chain id (CacheID, LinkID), so that writing the same images
-// twice gives the same bytes. The engine reads these names back from layerdb and the link files and never
-// recomputes them, so it accepts either.
 package enginestore
 
 import (
@@ -158,6 +152,11 @@ func ChainID(diffIDs []v1.Hash) v1.Hash {
 }
 
 // CacheID is the overlay2 directory name this package gives the layer with the given chain id.
+//
+// The store is written as the engine writes it but for this: the engine names a layer's overlay2
+// directory (cache-id, 64 hex digits) and its short link (LinkID, 26 characters of [A-Z0-9]) at random,
+// where this package derives both from the chain id, so that the same images give the same bytes. The
+// engine reads these names back from layerdb and the link files and never recomputes them.
 func CacheID(chainID v1.Hash) string {
 	sum := sha256.Sum256([]byte("hostos enginestore cache-id " + chainID.String()))
 	return hex.EncodeToString(sum[:])
