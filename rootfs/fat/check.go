@@ -253,7 +253,7 @@ func (f *FS) scan(t []byte) (*scanned, error) {
 				s.orphans = append(s.orphans, offs(i))
 			}
 			add(Finding{Kind: OrphanLongName, Path: o.path, Count: int64(len(orphans)),
-				Message: fmt.Sprintf("%s: %d orphaned long file name entries", o.path, len(orphans))})
+				Message: fmt.Sprintf("%s: %s", o.path, plural(int64(len(orphans)), "orphaned long file name entry", "orphaned long file name entries"))})
 		}
 		es, at := f.decodeDir(b)
 		for i, e := range es {
@@ -317,7 +317,8 @@ func (f *FS) scan(t []byte) (*scanned, error) {
 	}
 	if len(s.lost) > 0 && !s.partial {
 		add(Finding{Kind: LostClusters, Cluster: firstLost, Count: int64(len(s.lost)),
-			Message: fmt.Sprintf("%d clusters in use that no file or directory reaches (%d bytes), the first %d", len(s.lost), int64(len(s.lost))*f.clusterSize, firstLost)})
+			Message: fmt.Sprintf("%s in use that no file or directory reaches (%d bytes), the first %d",
+				plural(int64(len(s.lost)), "cluster", "clusters"), int64(len(s.lost))*f.clusterSize, firstLost)})
 	}
 	return s, nil
 }
@@ -377,7 +378,7 @@ func (f *FS) copiesDiffer(t []byte) ([]Finding, error) {
 			}
 		}
 		if n > 0 {
-			out = append(out, Finding{Kind: FATsDiffer, Count: n, Message: fmt.Sprintf("fat copy %d differs from the first fat in %d sectors", i+1, n)})
+			out = append(out, Finding{Kind: FATsDiffer, Count: n, Message: fmt.Sprintf("fat copy %d differs from the first fat in %s", i+1, plural(n, "sector", "sectors"))})
 		}
 	}
 	return out, nil
@@ -421,4 +422,11 @@ func (f *FS) freeCountFinding(free int64) (Finding, bool, error) {
 		return Finding{}, false, nil
 	}
 	return Finding{Kind: FreeCount, Count: int64(stored), Message: fmt.Sprintf("free cluster summary wrong (%d vs. really %d)", stored, free)}, true, nil
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
