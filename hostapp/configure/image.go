@@ -29,16 +29,21 @@ func Image(ctx context.Context, image, output string, o Options, progress func(d
 		}
 		return configureFile(image, o)
 	}
-	if si, err := os.Stat(image); err == nil {
-		if oi, err := os.Stat(output); err == nil && os.SameFile(si, oi) {
-			return Result{}, fmt.Errorf("output %s is the input image", output)
-		}
-	}
-	tmp, err := tempPath(output)
+	si, err := os.Stat(image)
 	if err != nil {
 		return Result{}, err
 	}
-	defer os.Remove(tmp)
+	if oi, err := os.Stat(output); err == nil && os.SameFile(si, oi) {
+		return Result{}, fmt.Errorf("output %s is the input image", output)
+	}
+	// Assembled in a directory only the user can enter: the copy is readable only through it until it
+	// has the input's permission bits.
+	work, err := os.MkdirTemp(filepath.Dir(output), "."+filepath.Base(output)+".hostos-")
+	if err != nil {
+		return Result{}, fmt.Errorf("output: %w", err)
+	}
+	defer os.RemoveAll(work)
+	tmp := filepath.Join(work, "image")
 	if algo != "" {
 		err = disk.Decompress(ctx, image, tmp, progress)
 	} else {
@@ -46,6 +51,11 @@ func Image(ctx context.Context, image, output string, o Options, progress func(d
 	}
 	if err != nil {
 		return Result{}, err
+	}
+	// The output keeps the input's permission bits: an image holding a provisioning key stays as private
+	// as it was (0600 stays 0600, whatever the umask).
+	if err := os.Chmod(tmp, si.Mode().Perm()); err != nil {
+		return Result{}, fmt.Errorf("output: %w", err)
 	}
 	res, err := configureFile(tmp, o)
 	if err != nil {
@@ -79,14 +89,15 @@ func ReadConfig(image string) (config.Config, error) {
 }
 
 func compression(image string) (string, error) {
-	f, err := os.Open(image)
+	if fi, err := os.Stat(image); err == nil && fi.IsDir() {
+		return "", fmt.Errorf("%s: is a directory, not a disk image (use --boot-dir for a mounted boot partition)", image)
+	}
+	// disk.Open refuses a FIFO or another special file without waiting on it.
+	f, err := disk.Open(image, false)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		return "", fmt.Errorf("%s: is a directory, not a disk image (use --boot-dir for a mounted boot partition)", image)
-	}
 	algo, err := disk.Compression(f)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", image, err)
@@ -112,15 +123,4 @@ func configureFile(image string, o Options) (Result, error) {
 		return res, fmt.Errorf("%s: %w", image, err)
 	}
 	return res, d.Close()
-}
-
-// tempPath names a fresh file beside path for building it before it appears.
-func tempPath(path string) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".hostos-*")
-	if err != nil {
-		return "", fmt.Errorf("output: %w", err)
-	}
-	name := f.Name()
-	f.Close()
-	return name, os.Remove(name)
 }

@@ -1,11 +1,13 @@
 package bootfs
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -13,51 +15,97 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Dir is a boot partition mounted at a directory, as /mnt/boot on a running balenaOS device.
+// Dir is a boot partition mounted at a directory, as /mnt/boot on a running balenaOS device. Every name
+// is resolved inside the directory only (os.Root): a symbolic link, at any depth, that leads out of it
+// is refused with ErrEscapes, never followed.
 type Dir string
 
 var _ FS = Dir("")
 
-func (d Dir) path(name string) (string, error) {
-	p := path.Clean("/" + name)
+// ErrEscapes marks a name that resolves, through a symbolic link or "..", to a place outside the boot
+// directory.
+var ErrEscapes = errors.New("leads outside the boot directory")
+
+// open opens the directory as an os.Root and returns the name relative to it ("." for the directory).
+func (d Dir) open(name string) (*os.Root, string, error) {
 	if strings.Contains(name, "\x00") {
-		return "", fmt.Errorf("%q: invalid file name", name)
+		return nil, "", fmt.Errorf("%q: invalid file name", name)
 	}
-	return filepath.Join(string(d), filepath.FromSlash(p)), nil
+	rel := strings.TrimPrefix(path.Clean("/"+name), "/")
+	if rel == "" {
+		rel = "."
+	}
+	r, err := os.OpenRoot(string(d))
+	if err != nil {
+		return nil, "", fmt.Errorf("boot directory: %w", err)
+	}
+	return r, rel, nil
+}
+
+// wrap names the file in err and turns os.Root's refusal of an escaping path into ErrEscapes.
+func (d Dir) wrap(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if escapes(err) {
+		return fmt.Errorf("%s in %s: %w (a symbolic link or .. leaves it)", strings.TrimPrefix(name, "/"), string(d), ErrEscapes)
+	}
+	return err
+}
+
+// escapes reports whether err is os.Root refusing a path that leaves the root. os exports no sentinel
+// for it; the refusal is a *PathError whose cause is neither a system error nor a known fs error.
+func escapes(err error) bool {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	var errno unix.Errno
+	if errors.As(pe.Err, &errno) {
+		return false
+	}
+	return strings.Contains(pe.Err.Error(), "escapes")
 }
 
 // ReadFile reads name below the directory.
 func (d Dir) ReadFile(name string) ([]byte, error) {
-	p, err := d.path(name)
+	r, rel, err := d.open(name)
 	if err != nil {
 		return nil, err
 	}
-	return os.ReadFile(p)
+	defer r.Close()
+	b, err := r.ReadFile(rel)
+	return b, d.wrap(name, err)
 }
 
 // WriteFile writes data to a temporary file beside name, syncs it, renames it over name and syncs the
 // directory, so that name holds the old or the new content whatever happens.
 func (d Dir) WriteFile(name string, data []byte, mtime time.Time) (err error) {
-	p, err := d.path(name)
+	r, rel, err := d.open(name)
 	if err != nil {
 		return err
 	}
+	defer r.Close()
 	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(p); err == nil {
+	if fi, err := r.Stat(rel); err == nil {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("%s: not a regular file", name)
 		}
 		mode = fi.Mode().Perm()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return d.wrap(name, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".hostos-*")
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path.Join(path.Dir(rel), "."+path.Base(rel)+".hostos-"+hex.EncodeToString(rnd[:]))
+	f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return fmt.Errorf("write %s: %w", name, d.wrap(name, err))
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
+			r.Remove(tmp)
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
@@ -72,47 +120,50 @@ func (d Dir) WriteFile(name string, data []byte, mtime time.Time) (err error) {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	if !mtime.IsZero() {
-		_ = os.Chtimes(tmp, mtime, mtime)
+		_ = r.Chtimes(tmp, mtime, mtime)
 	}
-	if err = os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+	if err = r.Rename(tmp, rel); err != nil {
+		return fmt.Errorf("write %s: %w", name, d.wrap(name, err))
 	}
-	return syncDir(filepath.Dir(p))
+	return syncDir(r, path.Dir(rel))
 }
 
 // MkdirAll creates the directory name and its parents.
 func (d Dir) MkdirAll(name string, _ time.Time) error {
-	p, err := d.path(name)
+	r, rel, err := d.open(name)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		return err
+	defer r.Close()
+	if err := r.MkdirAll(rel, 0o755); err != nil {
+		return d.wrap(name, err)
 	}
-	return syncDir(filepath.Dir(p))
+	return syncDir(r, path.Dir(rel))
 }
 
 // Remove deletes name and syncs its directory.
 func (d Dir) Remove(name string) error {
-	p, err := d.path(name)
+	r, rel, err := d.open(name)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil {
-		return err
+	defer r.Close()
+	if err := r.Remove(rel); err != nil {
+		return d.wrap(name, err)
 	}
-	return syncDir(filepath.Dir(p))
+	return syncDir(r, path.Dir(rel))
 }
 
 // ModTime is the modification time of name.
 func (d Dir) ModTime(name string) (time.Time, error) {
-	p, err := d.path(name)
+	r, rel, err := d.open(name)
 	if err != nil {
 		return time.Time{}, err
 	}
-	fi, err := os.Stat(p)
+	defer r.Close()
+	fi, err := r.Stat(rel)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, d.wrap(name, err)
 	}
 	return fi.ModTime(), nil
 }
@@ -135,18 +186,20 @@ func (d Dir) BlockSize() int64 {
 	return int64(st.Bsize)
 }
 
+// list returns the regular files below the directory; symbolic links are not followed.
 func (d Dir) list() ([]string, error) {
+	r, err := os.OpenRoot(string(d))
+	if err != nil {
+		return nil, fmt.Errorf("boot directory: %w", err)
+	}
+	defer r.Close()
 	var files []string
-	err := filepath.WalkDir(string(d), func(p string, e fs.DirEntry, err error) error {
+	err = fs.WalkDir(r.FS(), ".", func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if e.Type().IsRegular() {
-			rel, err := filepath.Rel(string(d), p)
-			if err != nil {
-				return err
-			}
-			files = append(files, filepath.ToSlash(rel))
+			files = append(files, p)
 		}
 		return nil
 	})
@@ -154,8 +207,9 @@ func (d Dir) list() ([]string, error) {
 	return files, err
 }
 
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
+// syncDir flushes the directory dir of r to disk.
+func syncDir(r *os.Root, dir string) error {
+	f, err := r.Open(dir)
 	if err != nil {
 		return err
 	}
