@@ -374,3 +374,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestWithDir: env_file is read relative to the directory the caller passes, and only then.
+func TestWithDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.env"), []byte("FROM_FILE=yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte("services:\n  app:\n    image: x\n    env_file: app.env\n")
+	if _, _, err := Parse(doc); err == nil || !strings.Contains(err.Error(), "env_file") {
+		t.Fatalf("without a directory: %v", err)
+	}
+	p, _, err := Parse(doc, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Services[0].Environment["FROM_FILE"]; got != "yes" {
+		t.Errorf("FROM_FILE = %q", got)
+	}
+	if _, ok := p.Services[0].Composition["env_file"]; ok {
+		t.Error("env_file kept in the composition")
+	}
+}
