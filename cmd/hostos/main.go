@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,13 +18,13 @@ import (
 const interruptGrace = 3 * time.Second
 
 func main() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		sig := <-sigs
-		cancel()
 		code := signalExitCode(sig)
+		cancel(interrupted{sig, code})
 		select {
 		case <-sigs:
 		case <-time.After(interruptGrace):
@@ -33,10 +34,27 @@ func main() {
 	}()
 	err := newRootCmd().ExecuteContext(ctx)
 	if err != nil {
+		code := exitCode(err)
+		var in interrupted
+		if errors.As(context.Cause(ctx), &in) {
+			// After a signal, whatever failed failed because of it.
+			code = in.code
+			if errors.Is(err, context.Canceled) {
+				err = in
+			}
+		}
 		fmt.Fprintln(os.Stderr, "hostos: "+oneLine(err.Error()))
-		os.Exit(exitCode(err))
+		os.Exit(code)
 	}
 }
+
+// interrupted is the cause of the context's end when a signal arrived.
+type interrupted struct {
+	sig  os.Signal
+	code int
+}
+
+func (i interrupted) Error() string { return "interrupted by " + i.sig.String() }
 
 // signalExitCode is the shell's convention: 128 plus the signal number.
 func signalExitCode(sig os.Signal) int {
