@@ -198,7 +198,10 @@ func registryError(ctx context.Context, r name.Reference, g *guard, err error) e
 		return fmt.Errorf("registry %s: %w", r.Context().RegistryStr(), ctx.Err())
 	}
 	var te *transport.Error
-	if !errors.As(err, &te) {
+	// An answer over plain http after https failed (a TLS port answering 400 to the http half of
+	// go-containerregistry's ping) hides the real failure, which the guard kept.
+	plainAfterTLS := errors.As(err, &te) && te.Request != nil && te.Request.URL.Scheme == "http" && g.failure() != nil
+	if te == nil || plainAfterTLS {
 		if first := g.failure(); first != nil {
 			err = first
 		}

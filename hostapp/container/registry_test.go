@@ -421,6 +421,7 @@ func TestOpenRealRegistry(t *testing.T) {
 	if err := proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	waitStopped(t, proc.Pid)
 	stalled := trusted
 	stalled.TLSTimeout, stalled.HeaderTimeout, stalled.IdleTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
 	_, err = Open(context.Background(), "docker://"+host+"/hostos/app:multi", Options{Platform: arm64, Auth: auth, Fetch: stalled})
@@ -451,4 +452,27 @@ func mustLayerSize(t *testing.T, img v1.Image) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// waitStopped waits until every thread of process pid is stopped: kill(2) returns before they are.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		if err != nil || len(tasks) == 0 {
+			t.Fatalf("threads of %d: %v", pid, err)
+		}
+		stopped := 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			// The state follows the command name in parentheses.
+			if i := bytes.LastIndexByte(b, ')'); err == nil && i+2 < len(b) && b[i+2] == 'T' {
+				stopped++
+			}
+		}
+		if stopped == len(tasks) {
+			return
+		}
+	}
+	t.Fatalf("process %d did not stop", pid)
 }
