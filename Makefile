@@ -5,7 +5,7 @@ ORACLE_DIR ?= .cache/balena-oracle
 SHARED  ?= ../shared
 POKY_DIR ?=
 
-.PHONY: all hostos demo deps oracle test vet bench check-layer clean e2e
+.PHONY: all hostos demo deps oracle test vet bench check-layer clean e2e fuzz
 
 all: hostos
 
@@ -35,7 +35,14 @@ vet:
 test: deps oracle vet
 	HOSTOS_ORACLE=$$( [ -f $(ORACLE_DIR)/balena-oracle.js ] && cd $(ORACLE_DIR) && pwd )/balena-oracle.js \
 		$(GO) test -count=1 -timeout 40m ./...
+	FUZZTIME=$(CI_FUZZTIME) scripts/fuzz.sh
 	$(MAKE) e2e
+
+# Every Go fuzz target for FUZZTIME each (default 60s); make test runs them for CI_FUZZTIME. Failing inputs land
+# in the package's testdata/fuzz and are replayed by go test from then on.
+CI_FUZZTIME ?= 4s
+fuzz:
+	scripts/fuzz.sh
 
 # Speed and memory against the baselines the issues name: genimage for build, balena-device-init for
 # configure, dd of the uncompressed filesystem for update.

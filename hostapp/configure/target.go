@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/hostos/hostos/config"
-	"github.com/hostos/hostos/hostapp/inspect"
 	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/bootfs"
@@ -53,7 +52,7 @@ func Open(d disk.Disk) (*Target, error) {
 		}
 		tg.Partition = p.Number
 	}
-	if root, err := partition.Locate(d, t, inspect.RootLabels...); err == nil {
+	if root, err := partition.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
 		if b, err := ext4.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
 			tg.OSVersion = config.OSVersion(b)
 		}

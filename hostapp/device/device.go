@@ -31,8 +31,8 @@ type Partition struct {
 
 // slotLabels are the filesystem labels of each root slot, old and new spelling.
 var slotLabels = map[string][]string{
-	"A": {"resin-rootA", "balena-rootA"},
-	"B": {"resin-rootB", "balena-rootB"},
+	"A": partition.RootA.Labels(),
+	"B": partition.RootB.Labels(),
 }
 
 // ParseCmdline returns the value of the last root= parameter of a kernel command line, as the kernel uses

@@ -58,9 +58,6 @@ type options struct{ secrets bool }
 // WithSecrets leaves apiKey, deviceApiKey and similar secrets unredacted.
 func WithSecrets() Option { return func(o *options) { o.secrets = true } }
 
-// RootLabels are the labels of the first root partition.
-var RootLabels = []string{"resin-rootA", "balena-rootA", "flash-rootA"}
-
 // Inspect reads d's partition table and the files that describe the OS. A table that fails
 // partition.Check gives a Report of the table alone, with TableProblem set, and an error wrapping
 // partition.ErrInvalidTable.
@@ -137,7 +134,7 @@ func newReport(d disk.Disk, t *partition.Table) *Report {
 }
 
 func (r *Report) osRelease(d disk.Disk, t *partition.Table, bfs *fat.FS) {
-	if root, err := partition.Locate(d, t, RootLabels...); err == nil {
+	if root, err := partition.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
 		if b, err := ext4.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
 			r.setOS(b, fmt.Sprintf("partition %d /etc/os-release", root.Number))
 			if r.OSVersion != "" {

@@ -77,7 +77,8 @@ func openDeviceDisk(d disk.Disk, active, inactive device.Root, o DeviceOptions) 
 	}
 	tg := &Target{Disk: d, Boot: bootfs.Dir(o.BootDir), State: DirStore(o.StateDir),
 		Slots: map[bootenv.Slot]partition.Partition{}, Labels: map[bootenv.Slot]string{}}
-	for slot, labels := range map[bootenv.Slot][]string{bootenv.SlotA: RootALabels, bootenv.SlotB: RootBLabels} {
+	for slot, role := range slotRoles {
+		labels := role.Labels()
 		p, err := partition.Locate(d, t, labels...)
 		if err != nil {
 			return nil, fmt.Errorf("root slot %s: %w", slot, err)

@@ -14,12 +14,8 @@ import (
 	"github.com/hostos/hostos/rootfs/ext4"
 )
 
-// Labels of the partitions the updater works with, resin-* and balena-* alike.
-var (
-	RootALabels = []string{"resin-rootA", "balena-rootA"}
-	RootBLabels = []string{"resin-rootB", "balena-rootB"}
-	StateLabels = []string{"resin-state", "balena-state"}
-)
+// slotRoles are the layout's roles of the root slots.
+var slotRoles = map[bootenv.Slot]partition.Role{bootenv.SlotA: partition.RootA, bootenv.SlotB: partition.RootB}
 
 // Target is a device or a disk image being updated: its disk, where the boot files and breadcrumbs
 // live, its bootloader backend and which slot runs.
@@ -53,9 +49,14 @@ func OpenImage(d disk.Disk, booted bootenv.Slot) (*Target, error) {
 	if err := tg.locateSlots(d, t); err != nil {
 		return nil, err
 	}
-	state, err := partition.Locate(d, t, StateLabels...)
+	state, err := partition.Locate(d, t, partition.State.Labels()...)
 	if err != nil {
 		return nil, fmt.Errorf("state partition: %w", err)
+	}
+	for slot, p := range tg.Slots {
+		if p.Number == state.Number {
+			return nil, fmt.Errorf("root slot %s: partition %d is also the state partition", slot, p.Number)
+		}
 	}
 	tg.State = &ext4Store{fs: ext4.Debugfs{Image: d.Path(), Offset: state.Start}, disk: d, size: state.Size}
 	if err := tg.finish(booted); err != nil {
@@ -69,14 +70,18 @@ func OpenImage(d disk.Disk, booted bootenv.Slot) (*Target, error) {
 // directly before rootB), provided that partition carries no other label.
 func (tg *Target) locateSlots(d disk.Disk, t *partition.Table) error {
 	found := map[bootenv.Slot]error{}
-	for slot, labels := range map[bootenv.Slot][]string{bootenv.SlotA: RootALabels, bootenv.SlotB: RootBLabels} {
-		p, err := partition.Locate(d, t, labels...)
+	for slot, role := range slotRoles {
+		p, err := partition.Locate(d, t, role.Labels()...)
 		if err != nil {
 			if !errors.Is(err, partition.ErrNotFound) {
 				return fmt.Errorf("root slot %s: %w", slot, err)
 			}
 			found[slot] = err
 			continue
+		}
+		// A slot holds its filesystem, or none while it is being written (a GPT name still finds it).
+		if fstype, _, _ := partition.Probe(d, p.Start, p.Size); fstype != "" && fstype != role.Filesystem() {
+			return fmt.Errorf("root slot %s: partition %d holds %s, not %s", slot, p.Number, fstype, role.Filesystem())
 		}
 		tg.Slots[slot], tg.Labels[slot] = p, p.Label
 	}

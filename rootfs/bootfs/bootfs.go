@@ -30,9 +30,6 @@ type FS interface {
 	ModTime(name string) (time.Time, error)
 }
 
-// Labels are the file system labels a boot partition carries, in the order balena's tools try them.
-var Labels = []string{"resin-boot", "balena-boot", "flash-boot"}
-
 // Locate finds the boot partition of d as balena's tools do: by label (exact, then ignoring case for old
 // RESIN-BOOT images), else the first FAT partition holding /device-type.json, else partition 1.
 // A nil t reads the partition table from d.
@@ -43,7 +40,7 @@ func Locate(d disk.Disk, t *partition.Table) (partition.Partition, error) {
 			return partition.Partition{}, err
 		}
 	}
-	p, err := partition.Locate(d, t, Labels...)
+	p, err := partition.Locate(d, t, partition.Boot.ImageLabels()...)
 	if err == nil {
 		return p, nil
 	}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every Go fuzz target of the module for FUZZTIME each (default 60s; CI runs them briefly). A failing
+# input is written by the fuzzer under the package's testdata/fuzz/<Target>/, where `go test` replays it as
+# a regression case from then on: commit it with the fix.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime="${FUZZTIME:-60s}"
+status=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for pkg in $(go list ./...); do
+  targets=$(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true)
+  for t in $targets; do
+    echo "fuzz $pkg $t ($fuzztime)" >&2
+    if ! go test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg" >"$log" 2>&1; then
+      cat "$log" >&2
+      status=1
+    fi
+  done
+done
+exit $status
