@@ -164,17 +164,15 @@ func (f *FS) badMark() uint32 {
 func (f *FS) describe(v uint32) string {
 	switch {
 	case v == 0:
-		return "a free cluster"
+		return "0, which marks a free cluster"
 	case v == 1:
 		return "reserved value 1"
 	case v == f.badMark():
-		return "a cluster marked bad"
-	case f.isEnd(v):
-		return "end of chain"
+		return fmt.Sprintf("%#x, which marks a bad cluster", v)
 	case v > f.clusters+1 && v < f.badMark():
-		return fmt.Sprintf("reserved value %#x", v)
+		return fmt.Sprintf("cluster %d, past the last cluster %d", v, f.clusters+1)
 	}
-	return fmt.Sprintf("cluster %d, past the last cluster %d", v, f.clusters+1)
+	return fmt.Sprintf("value %#x", v)
 }
 
 // scan walks every directory and chain once against the FAT t, each cluster claimed by the first file or
@@ -192,7 +190,7 @@ func (f *FS) scan(t []byte) (*scanned, error) {
 				where := fmt.Sprintf("starts at %s", f.describe(c))
 				at := c
 				if prev != 0 {
-					where = fmt.Sprintf("cluster %d points to %s", prev, f.describe(c))
+					where = fmt.Sprintf("cluster %d is followed by %s", prev, f.describe(c))
 					at = prev
 				}
 				add(Finding{Kind: BadChain, Path: o.path, Cluster: at, Message: fmt.Sprintf("%s: chain broken: %s", o.path, where)})
