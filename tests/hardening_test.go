@@ -320,3 +320,25 @@ func TestInterruptEndsPromptly(t *testing.T) {
 		})
 	}
 }
+
+// TestUpdateRefusesEmptyRoot: a bundle of an empty root filesystem verifies, but it is no operating
+// system: the update is refused before the switch and the device boots what it booted.
+func TestUpdateRefusesEmptyRoot(t *testing.T) {
+	fx := newUpdateFixture(t, "genericx86-64-ext")
+	empty := filepath.Join(fx.dir, "empty")
+	must(t, os.MkdirAll(empty, 0o755))
+	b := filepath.Join(fx.dir, "empty.hostos")
+	mustHostos(t, nil, nil, "bundle", "create", "-q", "--rootfs", empty, "--device-type", "genericx86-64-ext",
+		"--version", "9.9.9", "--root-size", "16", "-o", b)
+	r := runBounded(t, nil, "update", "--image", fx.img, b)
+	if r.code != 1 || !strings.Contains(r.stderr, "not an operating system") || !strings.Contains(r.stderr, "nothing switched") {
+		t.Fatalf("update of an empty root: exit %d, stderr %q", r.code, r.stderr)
+	}
+	st := status(t, fx.img, "")
+	if st.Env.Root != bootenv.SlotA || st.Env.UpgradeAvailable || len(st.Crumbs) != 0 {
+		t.Errorf("after the refusal: %+v, want A, committed, no breadcrumbs", st)
+	}
+	if got := powerOn(t, fx.img); got != bootenv.SlotA {
+		t.Errorf("powered on into %s, want A", got)
+	}
+}

@@ -95,6 +95,11 @@ func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res
 		return res, fmt.Errorf("slot %s: %w (nothing switched: slot %s still boots)", to, err, from)
 	}
 	res.Bytes = p.Size
+	// A verified image is not yet an operating system: an empty or unrelated filesystem would be booted
+	// and only the boot counter would bring the device back. Every OS names itself in os-release.
+	if tg.SlotVersion(to) == "" {
+		return res, fmt.Errorf("slot %s: the new root filesystem has no /etc/os-release naming a version: not an operating system (nothing switched: slot %s still boots)", to, from)
+	}
 
 	tmp, err := os.MkdirTemp(o.TempDir, "hostos-update-")
 	if err != nil {
