@@ -173,3 +173,52 @@ func TestRepairPowerLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckRepairFAT32: on FAT32 (root directory in a chain, FSInfo), a file system made by the tools is
+// clean for Check; lost clusters in the first FAT only and a wrong FSInfo free count are found as
+// fsck.vfat -n finds them, and repaired to clean.
+func TestCheckRepairFAT32(t *testing.T) {
+	needTools(t, "mkfs.vfat", "mcopy", "fsck.vfat")
+	p := makePart(t, 32, mib, 40*mib, "-s", "1")
+	host := t.TempDir()
+	tool(t, "mmd", "-i", p.drive(), "::/EFI", "::/EFI/BOOT")
+	tool(t, "mcopy", "-i", p.drive(), writeHost(t, host, "grubenv", bytes.Repeat([]byte("#"), 1024)), "::/EFI/BOOT/grubenv")
+	tool(t, "mcopy", "-i", p.drive(), writeHost(t, host, "resin-wifi-connection", []byte("[connection]\n")), "::/resin-wifi-connection")
+	r, err := p.read(t).Check()
+	if err != nil || !r.Clean() || r.Bits != 32 || r.Files != 2 || r.Dirs != 3 {
+		t.Fatalf("Check of a fresh FAT32: %+v, %v", r, err)
+	}
+	env := p.object(t, "/EFI/BOOT/grubenv")
+	p.setFAT(t, env.chain[1]+100, 0x0fffffff, 1)
+	fsys := p.read(t)
+	at, _, err := fsys.fsinfo()
+	if err != nil || at == 0 {
+		t.Fatalf("no FSInfo sector: %v", err)
+	}
+	f, err := os.OpenFile(p.img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{5, 0, 0, 0}, p.off+at+fsinfoFree); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out, _ := p.fsck(t)
+	for _, want := range []string{"FATs differ", "Free cluster summary wrong", "Reclaimed 1 unused cluster"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fsck.vfat -n does not say %q:\n%s", want, out)
+		}
+	}
+	before, after, err := repairPart(t, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := findingKinds(before)
+	slices.Sort(got)
+	if want := []Kind{FATsDiffer, FreeCount, LostClusters}; !slices.Equal(got, want) {
+		t.Errorf("Check finds %v, want %v", before.Findings, want)
+	}
+	if out, clean := fsckClean(t, p); !after.Clean() || !clean {
+		t.Errorf("after Repair: %v; fsck.vfat -n:\n%s", after.Findings, out)
+	}
+}
