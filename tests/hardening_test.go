@@ -342,3 +342,18 @@ func TestUpdateRefusesEmptyRoot(t *testing.T) {
 		t.Errorf("powered on into %s, want A", got)
 	}
 }
+
+// TestBuildRefusesHugeSizes: sizes that would overflow the layout's byte sums are refused by name.
+func TestBuildRefusesHugeSizes(t *testing.T) {
+	dir := t.TempDir()
+	var cases []badInput
+	for _, key := range []string{"boot", "root", "state", "data"} {
+		spec := write(t, dir, key+".toml", "[sizes]\n"+key+" = 9223372036854775807\n")
+		cases = append(cases, badInput{name: key, args: []string{"build", "--spec", spec, "-o", filepath.Join(dir, key+".img")},
+			inputs: []string{spec}, code: 1, want: "sizes." + key})
+	}
+	spec := write(t, dir, "image.toml", "image_size_mib = 9223372036854775807\n")
+	cases = append(cases, badInput{name: "image_size_mib", args: []string{"build", "--spec", spec, "-o", filepath.Join(dir, "i.img")},
+		inputs: []string{spec}, code: 1, want: "image_size_mib"})
+	runCorpus(t, dir, cases)
+}

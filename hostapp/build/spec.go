@@ -119,6 +119,11 @@ func (s *Spec) validate() error {
 		if v.n < 0 {
 			return fmt.Errorf("key %q: %d is negative", v.key, v.n)
 		}
+		// 16 TiB is past any card or disk a balenaOS image is flashed to, and far from overflowing
+		// the byte sums of a layout.
+		if v.n > maxSpecMiB {
+			return fmt.Errorf("key %q: %d MiB is more than the %d MiB (16 TiB) an image may have", v.key, v.n, maxSpecMiB)
+		}
 	}
 	for _, f := range s.Boot.Files {
 		if _, err := ParseBootFile(f); err != nil {
@@ -127,6 +132,9 @@ func (s *Spec) validate() error {
 	}
 	return nil
 }
+
+// maxSpecMiB bounds every size in a spec.
+const maxSpecMiB = 16 << 20
 
 // path resolves p relative to the spec's directory.
 func (s *Spec) path(p string) string {
@@ -138,13 +146,5 @@ func (s *Spec) path(p string) string {
 
 // Inputs are the files and directories the spec names, which no output may overwrite.
 func (s *Spec) Inputs() []string {
-	in := []string{s.File}
-	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(s.Dir, p)
-	}
-	in = append(in, abs(s.Rootfs.Source))
-	return in
+	return []string{s.File, s.path(s.Rootfs.Source)}
 }
