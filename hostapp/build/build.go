@@ -121,11 +121,11 @@ func Build(ctx context.Context, spec *Spec, out string, opts ...Option) (*Result
 	if err := disk.CheckOutput(out, spec.Inputs()...); err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".hostos-")
+	work, release, err := disk.WorkDir(filepath.Dir(out), "."+filepath.Base(out)+".hostos-")
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", out, err)
 	}
-	defer os.RemoveAll(work)
+	defer release()
 
 	p, err := prepare(ctx, spec, work, &o)
 	if err != nil {

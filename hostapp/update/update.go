@@ -20,6 +20,7 @@ import (
 	"github.com/hostos/hostos/hostapp/bootenv"
 	"github.com/hostos/hostos/hostapp/build"
 	"github.com/hostos/hostos/hostapp/update/source"
+	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/bootfs"
 )
 
@@ -101,11 +102,11 @@ func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res
 		return res, fmt.Errorf("slot %s: the new root filesystem has no /etc/os-release naming a version: not an operating system (nothing switched: slot %s still boots)", to, from)
 	}
 
-	tmp, err := os.MkdirTemp(o.TempDir, "hostos-update-")
+	tmp, release, err := disk.WorkDir(o.TempDir, "hostos-update-")
 	if err != nil {
 		return res, fmt.Errorf("update: %w (nothing switched)", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer release()
 	staged, err := stageBoot(p, filepath.Join(tmp, "new"), tg.Env)
 	if err != nil {
 		return res, fmt.Errorf("boot files: %w (nothing switched: slot %s still boots)", err, from)
