@@ -18,6 +18,25 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// Open opens the archive src (a plain or compressed tar, an OCI image layout of one image or of a
+// linux/amd64 one, a docker save archive) as the one tar stream Stage reads: decompressed, an image's
+// layers flattened with their whiteouts applied. It lets a caller look at what Stage would write, such
+// as the entries and bytes of a root filesystem, before anything is written.
+func Open(src string) (io.ReadCloser, error) {
+	kind, err := Detect(src)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case KindTar:
+		rc, _, err := openTar(src)
+		return rc, err
+	case KindOCI, KindDockerArchive:
+		return openImage(src, kind)
+	}
+	return nil, fmt.Errorf("root filesystem source %s: a %s source is no archive", src, kind)
+}
+
 // openTar opens a plain or compressed tar archive; total is the size of the file.
 func openTar(src string) (io.ReadCloser, int64, error) {
 	f, err := os.Open(src)
