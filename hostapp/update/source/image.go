@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hostos/hostos/hostapp/container"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/ext4"
 	"github.com/hostos/hostos/rootfs/tree"
@@ -24,6 +25,11 @@ const (
 // that the payload takes over.
 func fromFile(ctx context.Context, what, path, work string, o Options) (*Payload, error) {
 	kind, err := tree.Detect(path)
+	if errors.Is(err, tree.ErrUnknownFormat) {
+		if p, ok, aerr := fromOCIArchive(ctx, what, path, work, o); ok {
+			return p, aerr
+		}
+	}
 	if err != nil {
 		removeWork(work)
 		return nil, fmt.Errorf("update %s: %w", what, err)
@@ -32,6 +38,41 @@ func fromFile(ctx context.Context, what, path, work string, o Options) (*Payload
 		return fromExt4(ctx, what, path, work, o)
 	}
 	return fromTree(ctx, what, path, work, o)
+}
+
+// fromOCIArchive opens path as an OCI archive (a tar of an image layout), if it is one: the image for the
+// target is copied into a layout in work and made into an image. ok is false when path is no OCI archive.
+func fromOCIArchive(ctx context.Context, what, path, work string, o Options) (p *Payload, ok bool, err error) {
+	c, err := containerOptions(o)
+	if err != nil {
+		return nil, false, nil
+	}
+	img, err := container.Open(ctx, path, c)
+	if errors.Is(err, container.ErrPlatform) {
+		removeWork(work)
+		return nil, true, fmt.Errorf("update %s: %w", what, platformError(err, o))
+	}
+	if err != nil {
+		return nil, false, nil
+	}
+	if err := needSlotSize(what, o); err != nil {
+		removeWork(work)
+		return nil, true, err
+	}
+	if work == "" {
+		if work, err = os.MkdirTemp(o.TempDir, ".hostos-update-"); err != nil {
+			return nil, true, fmt.Errorf("update %s: %w", what, err)
+		}
+	}
+	dir := filepath.Join(work, "oci")
+	if err := writeLayout(dir, img); err != nil {
+		os.RemoveAll(work)
+		return nil, true, fmt.Errorf("update %s: OCI archive: %w", what, err)
+	}
+	// The layout's copy replaces a downloaded archive.
+	os.Remove(filepath.Join(work, "download"))
+	p, err = fromTree(ctx, what, dir, work, o)
+	return p, true, err
 }
 
 func removeWork(work string) {
@@ -149,8 +190,9 @@ func fromTree(ctx context.Context, what, src, work string, o Options) (p *Payloa
 	}, nil
 }
 
-// stage readies src for ext4.Make: a directory is used in place, anything else is staged into work/root.
-// Staging refuses entries that would land outside the root.
+// stage readies src for ext4.Make: a directory is used in place, anything else is staged into work/root,
+// once its entries and bytes were counted against the slot. Staging refuses entries that would land
+// outside the root.
 func stage(ctx context.Context, src, work string, o Options) (*tree.Staged, error) {
 	kind, err := tree.Detect(src)
 	if err != nil {
@@ -162,9 +204,16 @@ func stage(ctx context.Context, src, work string, o Options) (*tree.Staged, erro
 	case tree.KindExt4:
 		return nil, fmt.Errorf("%s: an ext4 image where a tree was expected", src)
 	case tree.KindOCI:
-		if src, err = singleImageLayout(src, filepath.Join(work, "oci-pick"), o); err != nil {
+		if src, err = singleImageLayout(ctx, src, filepath.Join(work, "oci-pick"), o); err != nil {
 			return nil, err
 		}
+	case tree.KindDockerArchive:
+		if err := checkImagePlatform(ctx, src, o); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkFits(ctx, src, o.RootSize/blockSize*blockSize, o.Progress); err != nil {
+		return nil, err
 	}
 	return tree.Stage(ctx, src, filepath.Join(work, "root"), func(done, total int64) {
 		o.Progress("stage root filesystem", done, total)

@@ -313,8 +313,8 @@ func TestOpenRegistryCorruptLayer(t *testing.T) {
 	pushImage(t, srv.URL, "hostos/root", "1", img)
 	tmp := t.TempDir()
 	_, err := Open(context.Background(), "docker://"+strings.TrimPrefix(srv.URL, "http://")+"/hostos/root:1", Options{RootSize: slotSize, TempDir: tmp})
-	if err == nil || !strings.Contains(err.Error(), "digest mismatch") {
-		t.Fatalf("Open: %v, want a digest mismatch", err)
+	if err == nil || !strings.Contains(err.Error(), "error verifying sha256 checksum") || !strings.Contains(err.Error(), bad.String()) {
+		t.Fatalf("Open: %v, want a digest mismatch of %s", err, bad)
 	}
 	emptyDir(t, tmp)
 }

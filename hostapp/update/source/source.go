@@ -17,8 +17,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/hostapp/bundle"
+	"github.com/hostos/hostos/hostapp/fetch"
 )
 
 // Payload is a root filesystem image on its way into a slot.
@@ -67,8 +70,13 @@ type Options struct {
 	// TempDir is where a tar or OCI source is staged and made into an image (on a device: the data
 	// partition); empty means os.TempDir(). A bundle is streamed and never stored.
 	TempDir string
-	// HTTPClient fetches http(s) and registry sources; nil means http.DefaultClient.
-	HTTPClient *http.Client
+	// Fetch bounds every connection of an http(s) or registry source: connect, TLS handshake, response
+	// headers, each wait for body bytes, retries (a dropped download resumes by range request when the
+	// server shows it is the same object). Zero fields take hostapp/fetch's defaults.
+	Fetch fetch.Options
+	// RegistryAuth, when set, is the one credential sent to a registry (container.ParseCredentials reads
+	// "USER:PASSWORD"); nil: the docker config's credentials for the registry, or anonymous.
+	RegistryAuth authn.Authenticator
 	// Progress, when set, is called with a step and bytes done of total (0 when unknown) while a
 	// source is downloaded, staged or made into an image.
 	Progress func(step string, done, total int64)
@@ -104,9 +112,6 @@ func (o Options) resolve() (Options, error) {
 			o.RootSize = int64(dt.Sizes.Root) * mib
 		}
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = http.DefaultClient
-	}
 	if o.Progress == nil {
 		o.Progress = func(string, int64, int64) {}
 	}
@@ -124,9 +129,13 @@ func (o Options) resolve() (Options, error) {
 // Its metadata is checked against opts before Open returns. Any other source is stored in
 // opts.TempDir, staged with rootfs/tree (which refuses entries escaping the root: ".." paths, writes
 // through symlinks) and made into an ext4 image of opts.RootSize bytes, which is then streamed;
-// with opts.Keys set it is refused before anything is downloaded. A registry image is pulled
-// anonymously (bearer tokens included) over https, over http from loopback hosts only; of a
-// multi-platform image, the one for the device type's arch is taken (the host's without a device type).
+// with opts.Keys set it is refused before anything is downloaded. What a source that is not a bundle
+// brings is bounded by what the slot can take (see streamLimit), and its entries and bytes are counted
+// against the slot's inodes and blocks before anything is staged: ErrTooLarge names the limit. A
+// registry image is pulled with hostapp/container (opts.RegistryAuth or the docker config's
+// credentials, https, http to loopback hosts only); of a multi-platform image, the one for the device
+// type's arch is taken (the host's without a device type), and an image for another arch is refused
+// with ErrWrongDeviceType naming both. Every connection is bounded by opts.Fetch.
 //
 // The context governs the whole payload: its reads stop when ctx is done. The caller closes the payload.
 func Open(ctx context.Context, ref string, opts Options) (*Payload, error) {
@@ -186,14 +195,16 @@ func openLocal(ctx context.Context, path string, o Options) (*Payload, error) {
 	return fromFile(ctx, path, path, "", o)
 }
 
-// openHTTP streams a URL: a bundle is read as it arrives, anything else is downloaded first.
+// openHTTP streams a URL: a bundle is read as it arrives, anything else is downloaded first. The
+// connection is bounded by o.Fetch: a server that stalls fails the update, one that drops it is resumed.
 func openHTTP(ctx context.Context, ref string, o Options) (*Payload, error) {
 	what := displayURL(ref)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ref, nil)
 	if err != nil {
 		return nil, fmt.Errorf("update %s: %w", what, err)
 	}
-	resp, err := o.HTTPClient.Do(req)
+	client := &http.Client{Transport: fetch.NewTransport(o.Fetch)}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("update %s: %w", what, scrubURLError(err))
 	}
@@ -254,32 +265,55 @@ func openStream(ctx context.Context, what string, r io.Reader, closeFn func() er
 		closeFn()
 		return nil, err
 	}
+	if err := needSlotSize(what, o); err != nil {
+		closeFn()
+		return nil, err
+	}
+	limit := streamLimit(o.RootSize)
+	if size > limit {
+		closeFn()
+		return nil, fmt.Errorf("update %s: %w: it is %d MiB, more than the %d MiB a slot of %d MiB can take",
+			what, ErrTooLarge, ceilMiB(size), limit/mib, o.RootSize/mib)
+	}
 	work, err := os.MkdirTemp(o.TempDir, ".hostos-update-")
 	if err != nil {
 		closeFn()
 		return nil, fmt.Errorf("update %s: %w", what, err)
 	}
 	dst := work + "/download"
-	err = download(ctx, r, dst, size, o.Progress)
+	err = download(ctx, r, dst, size, limit, o.Progress)
 	if cerr := closeFn(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		os.RemoveAll(work)
+		if errors.Is(err, ErrTooLarge) {
+			return nil, fmt.Errorf("update %s: %w", what, err)
+		}
 		return nil, fmt.Errorf("update %s: download: %w", what, err)
 	}
 	return fromFile(ctx, what, dst, work, o)
 }
 
-// download copies r into the new file dst.
-func download(ctx context.Context, r io.Reader, dst string, size int64, progress func(string, int64, int64)) error {
+// streamLimit is the most a source that is not a bundle may bring for a slot of rootSize bytes: a tar
+// of a tree that fits holds its data (at most the slot's size) plus a header of 512 bytes, and for
+// long names or PAX records (xattrs) up to three more, per entry, and the slot has at most one inode
+// per 8 KiB: headers are at most a quarter of the slot. Compression adds well under 1% to data it
+// cannot compress; 16 MiB more covers archive trailers, image manifests and configs.
+func streamLimit(rootSize int64) int64 { return rootSize + rootSize/4 + 16*mib }
+
+// download copies r into the new file dst, at most limit bytes.
+func download(ctx context.Context, r io.Reader, dst string, size, limit int64, progress func(string, int64, int64)) error {
 	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	total := max(size, 0)
-	cr := &countingReader{r: &ctxReader{ctx: ctx, r: r}, fn: func(done int64) { progress("download", done, total) }}
+	cr := &countingReader{r: &ctxReader{ctx: ctx, r: io.LimitReader(r, limit+1)}, fn: func(done int64) { progress("download", done, total) }}
 	_, err = io.CopyBuffer(f, cr, make([]byte, 1<<20))
+	if err == nil && cr.n > limit {
+		err = fmt.Errorf("%w: more than the %d MiB a slot of this size can take; stopped there", ErrTooLarge, limit/mib)
+	}
 	if err == nil {
 		err = f.Sync()
 	}

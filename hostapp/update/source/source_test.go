@@ -626,17 +626,6 @@ func TestOpenBadOptions(t *testing.T) {
 	}
 }
 
-func TestParseChallenge(t *testing.T) {
-	scheme, p := parseChallenge(`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"`)
-	if scheme != "Bearer" || p["realm"] != "https://auth.example/token" || p["service"] != "registry.example" || p["scope"] != "repository:a/b:pull,push" {
-		t.Errorf("got %q %v", scheme, p)
-	}
-	scheme, p = parseChallenge(`Basic realm="x \"quoted\"", charset=UTF-8`)
-	if scheme != "Basic" || p["realm"] != `x "quoted"` || p["charset"] != "UTF-8" {
-		t.Errorf("got %q %v", scheme, p)
-	}
-}
-
 // A path that is neither a file nor a directory, such as a pipe, is read once as a stream.
 func TestOpenPipe(t *testing.T) {
 	needTools(t)
