@@ -1,0 +1,419 @@
+package tests
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/hostos/hostos/config/apps"
+	"github.com/hostos/hostos/rootfs/ext4"
+	"github.com/hostos/hostos/tests/enginetest"
+	"github.com/hostos/hostos/tests/testtool"
+)
+
+// helloSource is the fixture containers' program: it prints /msg.
+const helloSource = `package main
+
+import "os"
+
+func main() {
+	b, err := os.ReadFile("/msg")
+	if err != nil {
+		os.Stdout.WriteString("no message\n")
+		os.Exit(1)
+	}
+	os.Stdout.Write(b)
+}
+`
+
+// preloadFixture holds a built image and the OCI layouts of the fixture images.
+type preloadFixture struct {
+	dir, img       string
+	one, two       string // OCI layouts sharing a base layer
+	arm, corrupt   string // an arm64 image; image one with a damaged layer blob
+	big            string // an image too big for the data partition
+	compose        string
+	dataOff, dataN int64
+}
+
+func layerTar(t *testing.T, entries map[string][]byte, order []string) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range order {
+		h := &tar.Header{Name: name, ModTime: fixtureTime, Format: tar.FormatPAX, Mode: 0o755, Typeflag: tar.TypeDir}
+		if data, ok := entries[name]; ok {
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(data))
+		}
+		must(t, tw.WriteHeader(h))
+		if h.Size > 0 {
+			_, err := tw.Write(entries[name])
+			must(t, err)
+		}
+	}
+	must(t, tw.Close())
+	b := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	must(t, err)
+	return l
+}
+
+// writeLayout writes an image made of layers for arch into a new OCI layout directory.
+func writeLayout(t *testing.T, dir, arch string, layers ...v1.Layer) string {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	must(t, err)
+	cfg, err := img.ConfigFile()
+	must(t, err)
+	cfg = cfg.DeepCopy()
+	cfg.Architecture, cfg.OS = arch, "linux"
+	cfg.Created = v1.Time{Time: fixtureTime}
+	cfg.Config.Entrypoint = []string{"/bin/hello"}
+	img, err = mutate.ConfigFile(img, cfg)
+	must(t, err)
+	p, err := layout.Write(dir, empty.Index)
+	must(t, err)
+	must(t, p.AppendImage(img))
+	return dir
+}
+
+func newPreloadFixture(t *testing.T) *preloadFixture {
+	t.Helper()
+	goTool := testtool.Need(t, "go")
+	for _, tool := range []string{"mkfs.ext4", "debugfs", "e2fsck"} {
+		testtool.Need(t, tool)
+	}
+	fx := &preloadFixture{dir: t.TempDir()}
+	src := filepath.Join(fx.dir, "hello")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "main.go"), []byte(helloSource), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644))
+	cmd := exec.Command(goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", "hello", ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=", "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the fixture program: %v: %s", err, out)
+	}
+	bin, err := os.ReadFile(filepath.Join(src, "hello"))
+	must(t, err)
+	base := layerTar(t, map[string][]byte{"bin/hello": bin}, []string{"bin/", "bin/hello"})
+	top := func(msg string) v1.Layer {
+		return layerTar(t, map[string][]byte{"msg": []byte(msg)}, []string{"msg"})
+	}
+	fx.one = writeLayout(t, filepath.Join(fx.dir, "one"), "amd64", base, top("hello from service one\n"))
+	fx.two = writeLayout(t, filepath.Join(fx.dir, "two"), "amd64", base, top("hello from service two\n"))
+	fx.arm = writeLayout(t, filepath.Join(fx.dir, "arm"), "arm64", base, top("arm\n"))
+	fx.big = writeLayout(t, filepath.Join(fx.dir, "big"), "amd64", base,
+		layerTar(t, map[string][]byte{"zeros": make([]byte, 96<<20)}, []string{"zeros"}))
+	// image one with its top layer blob damaged (same size, one byte changed).
+	fx.corrupt = filepath.Join(fx.dir, "corrupt")
+	run(t, "cp", "-a", fx.one, fx.corrupt)
+	topDigest, err := top("hello from service one\n").Digest()
+	must(t, err)
+	blob := filepath.Join(fx.corrupt, "blobs", "sha256", topDigest.Hex)
+	b, err := os.ReadFile(blob)
+	must(t, err)
+	b[len(b)/2] ^= 0xff
+	must(t, os.WriteFile(blob, b, 0o644))
+
+	fx.compose = filepath.Join(fx.dir, "docker-compose.yml")
+	must(t, os.WriteFile(fx.compose, []byte(`version: "2.1"
+services:
+  one:
+    image: hostos-test/one:v1
+    restart: always
+    volumes:
+      - data:/data
+  two:
+    image: hostos-test/two:v1
+    environment:
+      GREETING: hi
+volumes:
+  data: {}
+`), 0o644))
+
+	b2 := newFixture(t, "genericx86-64-ext", "msdos", "[sizes]\nboot = 40\nroot = 64\nstate = 8\ndata = 64\n")
+	mustHostos(t, nil, nil, "build", "--spec", b2.spec, "-o", b2.out)
+	fx.img = b2.out
+	r := inspectJSON(t, fx.img)
+	for _, p := range r.Partitions {
+		if p.Label == "resin-data" {
+			fx.dataOff, fx.dataN = p.Start, p.Size
+		}
+	}
+	if fx.dataN == 0 {
+		t.Fatalf("no resin-data partition in %+v", r.Partitions)
+	}
+	// inspect reports sectors or bytes; the filesystem must be at the start.
+	if fx.dataOff%512 == 0 && fx.dataOff < 1<<20 {
+		fx.dataOff *= 512
+		fx.dataN *= 512
+	}
+	return fx
+}
+
+// hashOutside hashes the image's bytes before and after [off, off+n).
+func hashOutside(t *testing.T, img string, off, n int64) string {
+	t.Helper()
+	f, err := os.Open(img)
+	must(t, err)
+	defer f.Close()
+	fi, err := f.Stat()
+	must(t, err)
+	h := sha256.New()
+	_, err = io.Copy(h, io.NewSectionReader(f, 0, off))
+	must(t, err)
+	_, err = io.Copy(h, io.NewSectionReader(f, off+n, fi.Size()-off-n))
+	must(t, err)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// leftovers lists the hostos temporary files and directories in dir.
+func leftovers(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	must(t, err)
+	var out []string
+	for _, e := range es {
+		if strings.Contains(e.Name(), ".hostos-") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func readDataFile(t *testing.T, img string, off, n int64, p string) []byte {
+	t.Helper()
+	f, err := os.Open(img)
+	must(t, err)
+	defer f.Close()
+	b, err := ext4.ReadFile(f, off, n, p)
+	if err != nil {
+		t.Fatalf("%s on the data partition: %v", p, err)
+	}
+	return b
+}
+
+// TestPreload preloads a two-service compose release from OCI layouts into a built image and judges it
+// with e2fsck, the bytes outside resin-data, apps.json's own rules and a real dockerd that lists and runs
+// both images; a second identical preload changes nothing.
+func TestPreload(t *testing.T) {
+	fx := newPreloadFixture(t)
+	outside := hashOutside(t, fx.img, fx.dataOff, fx.dataN)
+	out := filepath.Join(fx.dir, "preloaded.img")
+	res := mustHostos(t, nil, nil, "preload", fx.img, "-o", out, "--compose", fx.compose,
+		"--images", "one="+fx.one, "--images", "two="+fx.two, "--app-name", "demo", "--json")
+	var summary struct {
+		Changed  bool
+		Services []struct{ Name, Image, ImageID string }
+	}
+	if err := json.Unmarshal([]byte(res), &summary); err != nil || !summary.Changed || len(summary.Services) != 2 {
+		t.Fatalf("preload --json: %v\n%s", err, res)
+	}
+	if err := ext4.Check(t.Context(), out, fx.dataOff); err != nil {
+		t.Errorf("resin-data after the preload: %v", err)
+	}
+	if got := hashOutside(t, out, fx.dataOff, fx.dataN); got != outside {
+		t.Error("the preload changed bytes outside resin-data")
+	}
+
+	// apps.json decodes, validates, and names images the engine store holds.
+	f, err := apps.Decode(readDataFile(t, out, fx.dataOff, fx.dataN, "/apps.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var repos struct{ Repositories map[string]map[string]string }
+	must(t, json.Unmarshal(readDataFile(t, out, fx.dataOff, fx.dataN, "/docker/image/overlay2/repositories.json"), &repos))
+	services := map[string]string{}
+	for _, app := range f.Apps {
+		if app.Name != "demo" {
+			t.Errorf("app name %q", app.Name)
+		}
+		for _, r := range app.Releases {
+			for name, s := range r.Services {
+				services[name] = s.Image
+				found := false
+				for _, refs := range repos.Repositories {
+					if _, ok := refs[s.Image]; ok {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("service %s: image %s not in repositories.json %v", name, s.Image, repos.Repositories)
+				}
+			}
+		}
+	}
+	if services["one"] != "hostos-test/one:v1" || services["two"] != "hostos-test/two:v1" {
+		t.Errorf("apps.json services: %v", services)
+	}
+	for _, p := range []string{"/resin-data", "/remove_me_to_reset"} {
+		if _, err := ext4.ReadDir(mustOpenFile(t, out), fx.dataOff, fx.dataN, "/"); err != nil {
+			t.Fatal(err)
+		}
+		out := debugfs(t, out, fx.dataOff, "stat "+p)
+		if !strings.Contains(out, "Inode:") {
+			t.Errorf("%s missing on resin-data: %s", p, out)
+		}
+	}
+
+	// hostos inspect shows the release.
+	insp := mustHostos(t, nil, nil, "inspect", out)
+	for _, want := range []string{"demo", "hostos-test/one:v1", "hostos-test/two:v1"} {
+		if !strings.Contains(insp, want) {
+			t.Errorf("inspect does not show %q:\n%s", want, insp)
+		}
+	}
+
+	// A second identical preload, in place, changes nothing.
+	before := testtool.SHA256(t, out)
+	mustHostos(t, nil, nil, "preload", out, "--compose", fx.compose, "--images", "one="+fx.one, "--images", "two="+fx.two, "--app-name", "demo")
+	if testtool.SHA256(t, out) != before {
+		t.Error("a second identical preload changed the image")
+	}
+	if l := leftovers(t, fx.dir); len(l) > 0 {
+		t.Errorf("temporary files left: %v", l)
+	}
+
+	// The real engine lists and runs both images.
+	dockerd, client := enginetest.Need(t)
+	mnt := enginetest.Mount(t, out, fx.dataOff)
+	e := enginetest.Start(t, dockerd, client, filepath.Join(mnt, "docker"))
+	list := e.Must("images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}")
+	for _, name := range []string{"one", "two"} {
+		if !strings.Contains(list, "hostos-test/"+name+":v1 sha256:") {
+			t.Errorf("docker images --digests does not list hostos-test/%s:v1 with a digest:\n%s", name, list)
+		}
+		got := e.Must("run", "--rm", "--network", "none", "hostos-test/"+name+":v1")
+		if got != "hello from service "+name+"\n" {
+			t.Errorf("docker run hostos-test/%s:v1 printed %q", name, got)
+		}
+	}
+	e.Stop()
+	enginetest.UnmountUnder(t, mnt)
+	if err := ext4.Check(t.Context(), out, fx.dataOff); err != nil {
+		t.Errorf("resin-data after the engine ran: %v", err)
+	}
+}
+
+func mustOpenFile(t *testing.T, p string) *os.File {
+	t.Helper()
+	f, err := os.Open(p)
+	must(t, err)
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestPreloadErrors gives preload bad inputs: each fails with one line, leaves the input's bytes as they
+// were and leaves no temporary file.
+func TestPreloadErrors(t *testing.T) {
+	fx := newPreloadFixture(t)
+	write := func(name, body string) string {
+		p := filepath.Join(fx.dir, name)
+		must(t, os.WriteFile(p, []byte(body), 0o644))
+		return p
+	}
+	buildOnly := write("build.yml", "version: '2.1'\nservices:\n  app:\n    build: .\n")
+	bind := write("bind.yml", "version: '2.1'\nservices:\n  app:\n    image: a:1\n    volumes:\n      - /etc:/host-etc\n")
+	syntax := write("syntax.yml", "version: '2.1'\nservices:\n  app:\n    image: a:1\n   bad: [\n")
+	single := write("single.yml", "version: '2.1'\nservices:\n  app:\n    image: hostos-test/app:v1\n")
+
+	// An image that already holds an apps.json, and a compressed image.
+	withApps := filepath.Join(fx.dir, "with-apps.img")
+	mustHostos(t, nil, nil, "preload", fx.img, "-o", withApps, "--compose", single, "--images", "app="+fx.one)
+	compressed := filepath.Join(fx.dir, "img.zst")
+	run(t, testtool.Need(t, "zstd"), "-q", "-1", fx.img, "-o", compressed)
+
+	cases := []struct {
+		name, img, want string
+		args            []string
+	}{
+		{"unknown image path", fx.img, "nothere", []string{"--compose", single, "--images", "app=" + filepath.Join(fx.dir, "nothere")}},
+		{"wrong architecture", fx.img, "arm64", []string{"--compose", single, "--images", "app=" + fx.arm}},
+		{"corrupted layer", fx.img, "digest", []string{"--compose", single, "--images", "app=" + fx.corrupt}},
+		{"build-only service", fx.img, "build it first", []string{"--compose", buildOnly}},
+		{"bind mount", fx.img, "/etc", []string{"--compose", bind}},
+		{"compose syntax error", fx.img, "line", []string{"--compose", syntax}},
+		{"not enough space", fx.img, "MiB short", []string{"--compose", single, "--images", "app=" + fx.big}},
+		{"compressed without output", compressed, "--output", []string{"--compose", single, "--images", "app=" + fx.one}},
+		{"existing apps.json", withApps, "--force", []string{"--image", fx.two}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sum := testtool.SHA256(t, c.img)
+			r := hostos(t, nil, nil, append([]string{"preload", c.img}, c.args...)...)
+			msg := strings.TrimSpace(r.stderr)
+			if r.code == 0 || strings.Contains(msg, "\n") || !strings.Contains(msg, c.want) {
+				t.Errorf("exit %d, stderr %q; want one line with %q", r.code, r.stderr, c.want)
+			}
+			if testtool.SHA256(t, c.img) != sum {
+				t.Error("the input image changed")
+			}
+			if l := leftovers(t, fx.dir); len(l) > 0 {
+				t.Errorf("temporary files left: %v", l)
+			}
+		})
+	}
+	// --force replaces the apps.json, and the compressed image preloads into --output.
+	mustHostos(t, nil, nil, "preload", withApps, "--image", fx.two, "--force")
+	out := filepath.Join(fx.dir, "from-zst.img")
+	mustHostos(t, nil, nil, "preload", compressed, "-o", out, "--compose", single, "--images", "app="+fx.one)
+	if err := ext4.Check(t.Context(), out, fx.dataOff); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestPreloadKilled kills preload at a few points: the image is then byte-identical to before or the
+// complete preloaded image, never anything between.
+func TestPreloadKilled(t *testing.T) {
+	fx := newPreloadFixture(t)
+	args := []string{"preload", "", "--compose", fx.compose, "--images", "one=" + fx.one, "--images", "two=" + fx.two}
+	// The complete result, for comparison.
+	done := filepath.Join(fx.dir, "done.img")
+	run(t, "cp", "--sparse=always", fx.img, done)
+	args[1] = done
+	mustHostos(t, []string{"SOURCE_DATE_EPOCH=1700000000"}, nil, args...)
+	complete := testtool.SHA256(t, done)
+	original := testtool.SHA256(t, fx.img)
+	for _, after := range []time.Duration{20 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second} {
+		img := filepath.Join(fx.dir, "victim.img")
+		run(t, "cp", "--sparse=always", fx.img, img)
+		args[1] = img
+		cmd := exec.Command(hostosBin, args...)
+		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		must(t, cmd.Start())
+		time.Sleep(after)
+		// The process group this test started: hostos and the debugfs it may be running.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		switch got := testtool.SHA256(t, img); got {
+		case original, complete:
+		default:
+			t.Errorf("killed after %s: the image is neither the input nor the complete preload", after)
+		}
+		// Leftover work directories of a killed run are allowed; remove them for the next round.
+		for _, l := range leftovers(t, fx.dir) {
+			os.RemoveAll(filepath.Join(fx.dir, l))
+		}
+	}
+}
