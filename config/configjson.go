@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -40,6 +41,9 @@ func ParseConfig(data []byte) (Config, error) {
 	if off := invalidUTF8(data); off >= 0 {
 		return Config{}, fmt.Errorf("config.json: invalid UTF-8 at byte %d", off)
 	}
+	if off := loneSurrogate(data); off >= 0 {
+		return Config{}, fmt.Errorf("config.json: \\u escape of an unpaired UTF-16 surrogate at byte %d", off)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -71,6 +75,45 @@ func invalidUTF8(data []byte) int {
 			return i
 		}
 		i += size
+	}
+	return -1
+}
+
+// loneSurrogate returns the offset of a \uD800-\uDFFF escape inside a JSON string that is not part of
+// a high-low pair (encoding/json would turn it into U+FFFD), or -1. Text outside strings is skipped.
+func loneSurrogate(data []byte) int {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(data) || data[i] != '\\' || data[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(data[i+2:i+6]), 16, 16)
+		return rune(v), err == nil
+	}
+	inString := false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case !inString:
+			inString = c == '"'
+		case c == '"':
+			inString = false
+		case c == '\\':
+			r, ok := hex4(i)
+			if !ok {
+				i++ // a two-character escape such as \" or \\
+				continue
+			}
+			switch {
+			case r >= 0xd800 && r < 0xdc00:
+				if low, ok := hex4(i + 6); !ok || low < 0xdc00 || low > 0xdfff {
+					return i
+				}
+				i += 11
+			case r >= 0xdc00 && r <= 0xdfff:
+				return i
+			default:
+				i += 5
+			}
+		}
 	}
 	return -1
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -124,5 +125,29 @@ func TestParseRefusesInvalidUTF8(t *testing.T) {
 	}
 	if c, err := ParseConfig([]byte("{\"ok\":\"caf\xc3\xa9 \\ufffd\"}")); err != nil || !strings.Contains(string(c.Encode()), "café \ufffd") {
 		t.Errorf("valid UTF-8 and an escaped U+FFFD: %v", err)
+	}
+}
+
+// TestParseRefusesLoneSurrogates: a \u escape of half a UTF-16 pair would decode to U+FFFD silently.
+func TestParseRefusesLoneSurrogates(t *testing.T) {
+	for in, want := range map[string]int{
+		`{"a":"x\ud800"}`:         7,
+		`{"a":"\udc00y"}`:         6,
+		`{"a":"\ud800\u0041"}`:    6,
+		`{"\\\ud800":1}`:          4,
+		`{"a":"\\ud800"}`:         -1, // an escaped backslash, then text
+		`{"a":"\ud83d\ude00 ok"}`: -1, // a pair: U+1F600
+		`{"a":"\u00e9\"\\"}`:      -1,
+	} {
+		_, err := ParseConfig([]byte(in))
+		if want < 0 {
+			if err != nil {
+				t.Errorf("%s: %v", in, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("surrogate at byte %d", want)) {
+			t.Errorf("%s: %v, want byte %d", in, err, want)
+		}
 	}
 }

@@ -20,7 +20,7 @@ func smallImage(t *testing.T, deviceType, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	spec := filepath.Join(dir, "spec.toml")
-	must(t, os.WriteFile(spec, []byte(fmt.Sprintf("device_type = %q\nversion = \"2.113.4\"\n%s\n[sizes]\nroot = 24\nstate = 4\ndata = 4\n", deviceType, extra)), 0o644))
+	must(t, os.WriteFile(spec, []byte(fmt.Sprintf("device_type = %q\nversion = \"2.113.4\"\n%s\n[sizes]\nroot = 64\nstate = 4\ndata = 4\n", deviceType, extra)), 0o644))
 	img := filepath.Join(dir, "small.img")
 	mustHostos(t, []string{"SOURCE_DATE_EPOCH=1600000000"}, nil, "build", "-q", "--spec", spec, "-o", img)
 	return img

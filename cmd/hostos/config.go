@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -63,7 +64,7 @@ func printConfig(w io.Writer, c config.Config, asJSON bool) error {
 		if err := json.Unmarshal(c.Encode(), &v); err != nil {
 			return err
 		}
-		return printJSON(w, v)
+		return printSafeJSON(w, v)
 	}
 	for _, k := range c.Keys() {
 		v, _ := c.GetPath(k)
@@ -78,7 +79,36 @@ func configValueText(v any) string {
 	if s, ok := v.(string); ok {
 		return terminalSafe(s)
 	}
-	return terminalSafe(string(config.EncodeValue(v)))
+	return jsonTerminalSafe(config.EncodeValue(v))
+}
+
+// printSafeJSON is printJSON with every C1 control, DEL and bidirectional control written as a \u
+// escape (encoding/json escapes only C0 controls): the same JSON value, harmless on a terminal.
+func printSafeJSON(w io.Writer, v any) error {
+	var b bytes.Buffer
+	if err := printJSON(&b, v); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, jsonTerminalSafe(b.Bytes()))
+	return err
+}
+
+// jsonTerminalSafe rewrites the runes unsafeRune reports in JSON text as \u escapes. Outside strings
+// JSON text is ASCII, so only string contents change and the text still decodes to the same value.
+func jsonTerminalSafe(b []byte) string {
+	s := string(b)
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	var out strings.Builder
+	for _, r := range s {
+		if unsafeRune(r) && r >= 0x7f { // C0 controls are escaped by every JSON encoder already
+			fmt.Fprintf(&out, `\u%04x`, r)
+			continue
+		}
+		out.WriteRune(r)
+	}
+	return out.String()
 }
 
 // terminalSafe returns s unchanged when it holds nothing a terminal would act on, else s quoted with

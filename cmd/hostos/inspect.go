@@ -33,7 +33,7 @@ func newInspectCmd() *cobra.Command {
 			}
 			// An invalid table is shown, marked, and still fails the command.
 			if asJSON {
-				if jerr := printJSON(cmd.OutOrStdout(), r); jerr != nil {
+				if jerr := printSafeJSON(cmd.OutOrStdout(), r); jerr != nil {
 					return jerr
 				}
 				return err
@@ -77,7 +77,7 @@ func printReport(w io.Writer, r *inspect.Report) {
 		fmt.Fprintln(w, "config.json:")
 		for _, k := range r.Config.Keys() {
 			v, _ := r.Config.GetPath(k)
-			fmt.Fprintf(w, "  %s: %s\n", terminalSafe(k), terminalSafe(string(config.EncodeValue(v))))
+			fmt.Fprintf(w, "  %s: %s\n", terminalSafe(k), jsonTerminalSafe(config.EncodeValue(v)))
 		}
 	}
 }
