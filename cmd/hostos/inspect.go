@@ -73,6 +73,9 @@ func printReport(w io.Writer, r *inspect.Report) {
 		}
 		fmt.Fprintf(w, "  %-3d %-14s %-6s %12d %12d%s\n", p.Number, orDash(p.Label), orDash(p.Filesystem), p.Start, p.Size, boot)
 	}
+	if pl := r.Preloaded; pl != nil {
+		printPreloaded(w, pl)
+	}
 	if r.Config != nil {
 		fmt.Fprintln(w, "config.json:")
 		for _, k := range r.Config.Keys() {
@@ -88,4 +91,25 @@ func orDash(s string) string {
 		return "-"
 	}
 	return terminalSafe(s)
+}
+
+// printPreloaded prints the apps and engine images on the data partition.
+func printPreloaded(w io.Writer, pl *inspect.Preloaded) {
+	fmt.Fprintln(w, "preloaded:")
+	if pl.Problem != "" {
+		fmt.Fprintf(w, "  PROBLEM: %s\n", terminalSafe(pl.Problem))
+	}
+	for _, a := range pl.Apps {
+		fmt.Fprintf(w, "  app %s (%s), release %s\n", terminalSafe(a.Name), terminalSafe(a.UUID), terminalSafe(a.Release))
+		for _, s := range a.Services {
+			img := "NOT IN THE ENGINE STORE"
+			if s.ImageID != "" {
+				img = fmt.Sprintf("%s, %d MiB", shortID(s.ImageID), s.Size>>20)
+			}
+			fmt.Fprintf(w, "    %-16s %s (%s)\n", terminalSafe(s.Name), terminalSafe(s.Image), img)
+		}
+	}
+	for _, i := range pl.Images {
+		fmt.Fprintf(w, "  image %s  %s  %d bytes\n", terminalSafe(i.Reference), shortID(i.ID), i.Size)
+	}
 }

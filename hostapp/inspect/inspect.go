@@ -2,15 +2,24 @@
 package inspect
 
 import (
+	"bytes"
 	"crypto/md5"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/hostos/hostos/config"
+	"github.com/hostos/hostos/config/apps"
 	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/bootfs"
+	"github.com/hostos/hostos/rootfs/enginestore"
 	"github.com/hostos/hostos/rootfs/ext4"
 	"github.com/hostos/hostos/rootfs/fat"
 )
@@ -31,6 +40,7 @@ type Report struct {
 	OSReleaseFrom  string          `json:"osReleaseFrom,omitempty"`
 	Config         *config.Config  `json:"config,omitempty"`
 	Fingerprint    FingerprintInfo `json:"fingerprint"`
+	Preloaded      *Preloaded      `json:"preloaded,omitempty"`
 }
 
 // Partition is one partition of the image.
@@ -120,6 +130,7 @@ func Inspect(d disk.Disk, opts ...Option) (*Report, error) {
 	}
 	r.osRelease(d, t, bfs)
 	r.Fingerprint = verifyFingerprint(bfs)
+	r.Preloaded = preloaded(d, t)
 	return r, nil
 }
 
@@ -178,4 +189,120 @@ func verifyFingerprint(bfs *fat.FS) FingerprintInfo {
 		return FingerprintInfo{Present: true, Problem: err.Error()}
 	}
 	return FingerprintInfo{Present: true, Verified: true}
+}
+
+// Preloaded is what the data partition holds for the supervisor: the apps of apps.json and the images
+// of the engine store.
+type Preloaded struct {
+	Apps    []PreloadedApp `json:"apps,omitempty"`
+	Images  []EngineImage  `json:"images,omitempty"`
+	Problem string         `json:"problem,omitempty"` // why apps.json or the store could not be read
+}
+
+// PreloadedApp is one app of apps.json, with its release.
+type PreloadedApp struct {
+	UUID     string             `json:"uuid"`
+	Name     string             `json:"name"`
+	Release  string             `json:"release"`
+	Services []PreloadedService `json:"services"`
+}
+
+// PreloadedService is one service of a preloaded release; ImageID is empty when the engine store lacks
+// its image.
+type PreloadedService struct {
+	Name    string `json:"name"`
+	Image   string `json:"image"`
+	ImageID string `json:"imageId,omitempty"`
+	Size    int64  `json:"size,omitempty"`
+}
+
+// EngineImage is one reference of the engine store's repositories.json, with the engine's size.
+type EngineImage struct {
+	Reference string `json:"reference"`
+	ID        string `json:"id"`
+	Size      int64  `json:"size"`
+}
+
+// preloaded reads apps.json and the engine store of the data partition; nil when there is neither.
+func preloaded(d disk.Disk, t *partition.Table) *Preloaded {
+	data, err := partition.Locate(d, t, "resin-data", "balena-data")
+	if err != nil {
+		return nil
+	}
+	fsys, err := ext4.Open(d, data.Start, data.Size)
+	if err != nil {
+		return nil
+	}
+	p := &Preloaded{}
+	const store = "/docker/image/overlay2"
+	ids := map[string]string{}
+	sizes := map[string]int64{}
+	if b, err := fsys.ReadFile(store + "/repositories.json"); err == nil {
+		var repos struct{ Repositories map[string]map[string]string }
+		if err := json.Unmarshal(b, &repos); err != nil {
+			p.Problem = "repositories.json: " + err.Error()
+		}
+		for _, refs := range repos.Repositories {
+			for ref, id := range refs {
+				ids[ref] = id
+				if _, ok := sizes[id]; !ok {
+					sizes[id] = imageSize(fsys, store, id)
+				}
+				p.Images = append(p.Images, EngineImage{Reference: ref, ID: id, Size: sizes[id]})
+			}
+		}
+		sort.Slice(p.Images, func(i, j int) bool { return p.Images[i].Reference < p.Images[j].Reference })
+	}
+	if b, err := fsys.ReadFile("/apps.json"); err == nil {
+		f, err := apps.Decode(b)
+		if err != nil {
+			p.Problem = "apps.json: " + err.Error()
+		} else {
+			for uuid, app := range f.Apps {
+				for commit, rel := range app.Releases {
+					a := PreloadedApp{UUID: uuid, Name: app.Name, Release: commit}
+					for name, s := range rel.Services {
+						a.Services = append(a.Services, PreloadedService{Name: name, Image: s.Image, ImageID: ids[s.Image], Size: sizes[ids[s.Image]]})
+					}
+					sort.Slice(a.Services, func(i, j int) bool { return a.Services[i].Name < a.Services[j].Name })
+					p.Apps = append(p.Apps, a)
+				}
+			}
+			sort.Slice(p.Apps, func(i, j int) bool { return p.Apps[i].UUID < p.Apps[j].UUID })
+		}
+	}
+	if len(p.Apps) == 0 && len(p.Images) == 0 && p.Problem == "" {
+		return nil
+	}
+	return p
+}
+
+// imageSize is the engine's size of image id: the sum of its layers' layerdb sizes, -1 when unknown.
+func imageSize(fsys *ext4.FS, store, id string) int64 {
+	h, err := v1.NewHash(id)
+	if err != nil {
+		return -1
+	}
+	b, err := fsys.ReadFile(store + "/imagedb/content/sha256/" + h.Hex)
+	if err != nil {
+		return -1
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(b))
+	if err != nil {
+		return -1
+	}
+	var total int64
+	for i := range cfg.RootFS.DiffIDs {
+		chain := enginestore.ChainID(cfg.RootFS.DiffIDs[:i+1])
+		s, err := fsys.ReadFile(store + "/layerdb/sha256/" + chain.Hex + "/size")
+		if err != nil {
+			return -1
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(s)), 10, 64)
+		if err != nil {
+			return -1
+		}
+		total += n
+	}
+	return total
 }
