@@ -248,7 +248,11 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 	if err != nil {
 		return nil, fmt.Errorf("preload into %s: %w", image, err)
 	}
-	fixups, err := layOut(staging, fa, appsBytes)
+	stamp := o.Time
+	if stamp.IsZero() {
+		stamp = newest(sources)
+	}
+	fixups, err := layOut(staging, fa, appsBytes, stamp)
 	if err != nil {
 		return nil, err
 	}
@@ -298,6 +302,18 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 		return nil, err
 	}
 	return res, nil
+}
+
+// newest is the latest creation time of the sources' images: the time of the files the preload lays
+// out, so that the same inputs give the same bytes.
+func newest(sources []*source) time.Time {
+	t := time.Unix(0, 0)
+	for _, s := range sources {
+		if cfg, err := s.img.ConfigFile(); err == nil && cfg.Created.After(t) {
+			t = cfg.Created.Time
+		}
+	}
+	return t
 }
 
 func (s *source) manifest() v1.Hash {
@@ -597,9 +613,12 @@ func extractStore(d disk.Disk, data partition.Partition, staging string) error {
 }
 
 // layOut stages apps.json, the supervisor's state directory and the reset marker, owned by root.
-func layOut(staging string, fa *facts, appsBytes []byte) ([]tree.Fixup, error) {
+func layOut(staging string, fa *facts, appsBytes []byte, stamp time.Time) ([]tree.Fixup, error) {
 	var fixups []tree.Fixup
 	own := func(p string) error {
+		if err := os.Chtimes(filepath.Join(staging, filepath.FromSlash(p)), stamp, stamp); err != nil {
+			return fmt.Errorf("staging %s: %w", p, err)
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(filepath.Join(staging, filepath.FromSlash(p)), &st); err != nil {
 			return fmt.Errorf("staging %s: %w", p, err)
