@@ -18,15 +18,11 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Open opens the archive src (a plain or compressed tar, an OCI image layout of one image or of a
-// linux/amd64 one, a docker save archive) as the one tar stream Stage reads: decompressed, an image's
-// layers flattened with their whiteouts applied. It lets a caller look at what Stage would write, such
-// as the entries and bytes of a root filesystem, before anything is written.
-func Open(src string) (io.ReadCloser, error) {
-	kind, err := Detect(src)
-	if err != nil {
-		return nil, err
-	}
+// Open opens the archive src of the kind Detect told (a plain or compressed tar, an OCI image layout of
+// one image or of a linux/amd64 one, a docker save archive) as the one tar stream Stage reads:
+// decompressed, an image's layers flattened with their whiteouts applied. It lets a caller look at what
+// Stage would write, such as the entries and bytes of a root filesystem, before anything is written.
+func Open(src string, kind Kind) (io.ReadCloser, error) {
 	switch kind {
 	case KindTar:
 		rc, _, err := openTar(src)

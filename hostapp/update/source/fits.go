@@ -16,14 +16,14 @@ import (
 // reservedInodes are ext4's inodes below the first usable one plus lost+found.
 const reservedInodes = 12
 
-// checkFits reads the archive src as Stage would (decompressed, an image flattened) without writing
+// checkFits reads the archive src of the given kind as Stage would (decompressed, an image flattened) without writing
 // anything, and refuses it with ErrTooLarge as soon as its entries outnumber the inodes of a slot of
 // size bytes, or its files' data blocks outgrow the slot. Both are lower bounds of what the filesystem
 // needs (a name given twice counts once; directories' own blocks and metadata are left to the exact
 // estimate after staging), so nothing that fits is refused; what does not fit fails before staging
 // writes a byte, in the time it takes to read the archive.
-func checkFits(ctx context.Context, src string, size int64, progress func(string, int64, int64)) error {
-	rc, err := tree.Open(src)
+func checkFits(ctx context.Context, src string, kind tree.Kind, size int64, progress func(string, int64, int64)) error {
+	rc, err := tree.Open(src, kind)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func fromFile(ctx context.Context, what, path, work string, o Options) (*Payload
 	if kind == tree.KindExt4 {
 		return fromExt4(ctx, what, path, work, o)
 	}
-	return fromTree(ctx, what, path, work, o)
+	return fromTree(ctx, what, path, kind, work, o)
 }
 
 // fromOCIArchive opens path as an OCI archive (a tar of an image layout), if it is one: the image for the
@@ -71,7 +71,7 @@ func fromOCIArchive(ctx context.Context, what, path, work string, o Options) (p 
 	}
 	// The layout's copy replaces a downloaded archive.
 	os.Remove(filepath.Join(work, "download"))
-	p, err = fromTree(ctx, what, dir, work, o)
+	p, err = fromTree(ctx, what, dir, tree.KindOCI, work, o)
 	return p, true, err
 }
 
@@ -126,10 +126,11 @@ func needSlotSize(what string, o Options) error {
 	return nil
 }
 
-// fromTree stages the root filesystem source src (a directory, an archive, an OCI layout) in work (made
+// fromTree stages the root filesystem source src of the kind tree.Detect told (a directory, an archive,
+// an OCI layout) in work (made
 // when empty), makes it into an ext4 image of o.RootSize bytes (whole blocks) there and streams that image. Closing the
 // payload removes work.
-func fromTree(ctx context.Context, what, src, work string, o Options) (p *Payload, err error) {
+func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string, o Options) (p *Payload, err error) {
 	if err := needSlotSize(what, o); err != nil {
 		removeWork(work)
 		return nil, err
@@ -144,7 +145,7 @@ func fromTree(ctx context.Context, what, src, work string, o Options) (p *Payloa
 			os.RemoveAll(work)
 		}
 	}()
-	root, err := stage(ctx, src, work, o)
+	root, err := stage(ctx, src, kind, work, o)
 	if err != nil {
 		return nil, fmt.Errorf("update %s: %w", what, err)
 	}
@@ -193,11 +194,8 @@ func fromTree(ctx context.Context, what, src, work string, o Options) (p *Payloa
 // stage readies src for ext4.Make: a directory is used in place, anything else is staged into work/root,
 // once its entries and bytes were counted against the slot. Staging refuses entries that would land
 // outside the root.
-func stage(ctx context.Context, src, work string, o Options) (*tree.Staged, error) {
-	kind, err := tree.Detect(src)
-	if err != nil {
-		return nil, err
-	}
+func stage(ctx context.Context, src string, kind tree.Kind, work string, o Options) (*tree.Staged, error) {
+	var err error
 	switch kind {
 	case tree.KindDir:
 		return tree.Scan(src)
@@ -212,7 +210,7 @@ func stage(ctx context.Context, src, work string, o Options) (*tree.Staged, erro
 			return nil, err
 		}
 	}
-	if err := checkFits(ctx, src, o.RootSize/blockSize*blockSize, o.Progress); err != nil {
+	if err := checkFits(ctx, src, kind, o.RootSize/blockSize*blockSize, o.Progress); err != nil {
 		return nil, err
 	}
 	return tree.Stage(ctx, src, filepath.Join(work, "root"), func(done, total int64) {

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -69,10 +71,25 @@ func TestOpenOCILayout(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// An OCI archive: the multi-platform layout as a plain tar.
+	archive := filepath.Join(d, "multi.tar")
+	af, err := os.Create(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(af)
+	if err := tw.AddFS(os.DirFS(multi)); err != nil {
+		t.Fatal(err)
+	}
+	tw.Close()
+	af.Close()
+
 	tests := []struct {
 		name, src, deviceType, wantArch string
 		wantErr                         error
 	}{
+		{"OCI archive for aarch64", archive, rpi4, "arm64", nil},
+		{"OCI archive without the arch", archive, "raspberrypi3", "", ErrWrongDeviceType},
 		{"single image", single, "", "any", nil},
 		{"single image, device type given", single, rpi4, "any", nil},
 		{"multi-arch for aarch64", multi, rpi4, "arm64", nil},

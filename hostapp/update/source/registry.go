@@ -55,7 +55,7 @@ func openRegistry(ctx context.Context, ref string, o Options) (*Payload, error) 
 		os.RemoveAll(work)
 		return nil, fmt.Errorf("update %s: pull: %w", ref, err)
 	}
-	return fromTree(ctx, ref, dir, work, o)
+	return fromTree(ctx, ref, dir, tree.KindOCI, work, o)
 }
 
 // containerOptions are the options of hostapp/container for the target: its platform, the credentials

@@ -22,6 +22,7 @@ import (
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/hostapp/bundle"
 	"github.com/hostos/hostos/hostapp/fetch"
+	"github.com/hostos/hostos/rootfs/tree"
 )
 
 // Payload is a root filesystem image on its way into a slot.
@@ -166,7 +167,11 @@ func openLocal(ctx context.Context, path string, o Options) (*Payload, error) {
 		if err := refuseUnsigned(path, "directory", o); err != nil {
 			return nil, err
 		}
-		return fromTree(ctx, path, path, "", o)
+		kind, err := tree.Detect(path) // a tree or an OCI layout
+		if err != nil {
+			return nil, fmt.Errorf("update %s: %w", path, err)
+		}
+		return fromTree(ctx, path, path, kind, "", o)
 	}
 	f, err := os.Open(path)
 	if err != nil {
