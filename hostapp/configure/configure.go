@@ -296,7 +296,7 @@ func (tg *Target) newConfig(o Options) ([]byte, error) {
 	if err := config.NormalizeChanged(old, &c); err != nil {
 		return nil, err
 	}
-	if dt, ok := c.String("deviceType"); ok {
+	if dt, ok := c.String("deviceType"); ok && tg.typeFromManifest {
 		if was, _ := old.String("deviceType"); dt != was {
 			if err := tg.checkDeviceType(dt); err != nil {
 				return nil, fmt.Errorf("config.json: %w", err)

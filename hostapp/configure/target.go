@@ -28,6 +28,9 @@ type Target struct {
 	Aliases    []string
 	// OSVersion is VERSION_ID (or VERSION) of the OS, empty when unknown.
 	OSVersion string
+
+	// typeFromManifest: DeviceType comes from device-type.json, not from config.json itself.
+	typeFromManifest bool
 }
 
 // Open finds the partition of d that holds config.json, as balena's tools do: the boot partition (by
@@ -89,6 +92,7 @@ func (tg *Target) manifest() (config.Manifest, error) {
 		return config.Manifest{}, err
 	}
 	tg.DeviceType, tg.Aliases = m.Slug, m.Aliases
+	tg.typeFromManifest = m.Slug != ""
 	if m.ConfigPath != "" && m.ConfigImage == "" {
 		tg.ConfigPath = path.Clean("/" + m.ConfigPath)
 	}
