@@ -428,8 +428,16 @@ func TestConfigureBadInputs(t *testing.T) {
 	run(t, "mcopy", "-o", "-i", fmt.Sprintf("%s@@%d", badCfg, off), brokenJSON, "::/config.json")
 	notPNG := write("logo.png", "\x89PNG\r\n\x1a\nnot really an image body")
 	bigPNG := filepath.Join(dir, "big.png")
-	writePNG(t, bigPNG, 2600, 2600, true)                                          // ~20 MB of noise: over the 16 MiB splash limit
-	hugeCfg := write("huge.json", `{"padding":"`+strings.Repeat("x", 45<<20)+`"}`) // more than the 40 MiB boot partition
+	writePNG(t, bigPNG, 2600, 2600, true)                                         // ~20 MB of noise: over the 16 MiB splash limit
+	hugeCfg := write("huge.json", `{"padding":"`+strings.Repeat("x", 2<<20)+`"}`) // over the 1 MiB config.json limit
+	// A boot partition with 38 MiB of its 40 taken: a 3 MB splash does not fit.
+	fullBoot := builtImage(t, "genericx86-64-ext", "msdos")
+	fullOff, _ := bootRange(t, fullBoot)
+	filler := filepath.Join(dir, "filler")
+	must(t, os.WriteFile(filler, bytes.Repeat([]byte{0xa5}, 38<<20), 0o644))
+	run(t, "mcopy", "-i", fmt.Sprintf("%s@@%d", fullBoot, fullOff), filler, "::/filler")
+	midPNG := filepath.Join(dir, "mid.png")
+	writePNG(t, midPNG, 1000, 1000, true)
 	badConn := write("bad-conn", "[connection]\nid=x\n")
 	colonConn := write("bad:name", "[connection]\nid=x\ntype=wifi\n")
 	badJSON := write("list.json", `[1,2]`)
@@ -451,7 +459,8 @@ func TestConfigureBadInputs(t *testing.T) {
 		{"long ssid", img, []string{"--wifi-ssid", strings.Repeat("s", 33), "--wifi-key", "12345678"}, 1, "32"},
 		{"not a png", img, []string{"--splash", notPNG}, 1, "splash"},
 		{"splash too large", img, []string{"--splash", bigPNG}, 1, "16 MiB"},
-		{"boot partition full", img, []string{"--config", hugeCfg}, 1, "full"},
+		{"config.json over its limit", img, []string{"--config", hugeCfg}, 1, "1 MiB"},
+		{"boot partition full", fullBoot, []string{"--splash", midPNG}, 1, "full"},
 		{"keyfile without type", img, []string{"--system-connection", badConn}, 1, "type"},
 		{"keyfile name FAT cannot hold", img, []string{"--system-connection", colonConn}, 1, "bad:name"},
 		{"device type mismatch", img, []string{"--provisioning-key", "SECRETKEY", "--fleet", "1", "--device-type", "raspberrypi3"}, 1, "raspberrypi3"},
