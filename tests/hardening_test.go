@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -356,4 +357,41 @@ func TestBuildRefusesHugeSizes(t *testing.T) {
 	cases = append(cases, badInput{name: "image_size_mib", args: []string{"build", "--spec", spec, "-o", filepath.Join(dir, "i.img")},
 		inputs: []string{spec}, code: 1, want: "image_size_mib"})
 	runCorpus(t, dir, cases)
+}
+
+// TestInspectReportsBootHealth: FAT copies that differ (as balena's fatfs leaves them) are reported by
+// inspect, and hostos repair makes the file system clean again, as fsck.vfat judges it.
+func TestInspectReportsBootHealth(t *testing.T) {
+	img := builtImage(t, "genericx86-64-ext", "msdos")
+	off, size := bootRange(t, img)
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	must(t, err)
+	bs := make([]byte, 512)
+	_, err = f.ReadAt(bs, off)
+	must(t, err)
+	bps := int64(binary.LittleEndian.Uint16(bs[11:]))
+	reserved := int64(binary.LittleEndian.Uint16(bs[14:]))
+	fatSectors := int64(binary.LittleEndian.Uint16(bs[22:]))
+	second := off + (reserved+fatSectors)*bps
+	_, err = f.WriteAt([]byte{0xf7, 0xff}, second+2*100) // cluster 100 marked bad in the second FAT only
+	must(t, err)
+	must(t, f.Close())
+	out := mustHostos(t, nil, nil, "inspect", img)
+	if !strings.Contains(out, "problems") || !strings.Contains(out, "hostos repair") {
+		t.Errorf("inspect does not report the differing FATs:\n%s", out)
+	}
+	var rep struct {
+		BootHealth struct {
+			Findings []struct{ Kind string } `json:"findings"`
+		} `json:"bootHealth"`
+	}
+	must(t, json.Unmarshal([]byte(mustHostos(t, nil, nil, "inspect", "--json", img)), &rep))
+	if len(rep.BootHealth.Findings) == 0 {
+		t.Error("inspect --json: no findings")
+	}
+	mustHostos(t, nil, nil, "repair", img)
+	fsckVfat(t, img, off, size)
+	if out := mustHostos(t, nil, nil, "inspect", img); !strings.Contains(out, "clean") {
+		t.Errorf("after repair inspect says:\n%s", out)
+	}
 }

@@ -65,6 +65,16 @@ func printReport(w io.Writer, r *inspect.Report) {
 		fp = "MISMATCH: " + r.Fingerprint.Problem
 	}
 	fmt.Fprintf(w, "fingerprint:     %s\n", fp)
+	if h := r.BootHealth; h != nil {
+		if h.Clean() {
+			fmt.Fprintf(w, "boot fs:         FAT%d, clean\n", h.Bits)
+		} else {
+			fmt.Fprintf(w, "boot fs:         FAT%d, %d problems (hostos repair %s fixes what is safe):\n", h.Bits, len(h.Findings), terminalSafe(r.Image))
+			for _, f := range h.Findings {
+				fmt.Fprintf(w, "  %s\n", terminalSafe(f.Message))
+			}
+		}
+	}
 	fmt.Fprintf(w, "partitions:\n  %-3s %-14s %-6s %12s %12s\n", "#", "label", "fs", "start", "size")
 	for _, p := range r.Partitions {
 		boot := ""

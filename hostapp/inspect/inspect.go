@@ -41,6 +41,8 @@ type Report struct {
 	Config         *config.Config  `json:"config,omitempty"`
 	Fingerprint    FingerprintInfo `json:"fingerprint"`
 	Preloaded      *Preloaded      `json:"preloaded,omitempty"`
+	// BootHealth is what a check of the boot partition's FAT found, as fsck.vfat would.
+	BootHealth *fat.Report `json:"bootHealth,omitempty"`
 }
 
 // Partition is one partition of the image.
@@ -109,6 +111,9 @@ func Inspect(d disk.Disk, opts ...Option) (*Report, error) {
 	bfs, err := fat.Open(d, boot.Start, boot.Size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: boot partition %d: %w", d.Path(), boot.Number, err)
+	}
+	if h, err := bfs.Check(); err == nil {
+		r.BootHealth = &h
 	}
 	if b, err := bfs.ReadFile("/device-type.json"); err == nil {
 		if m, err := config.ParseManifest(b); err == nil {
