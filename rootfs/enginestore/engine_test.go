@@ -2,7 +2,6 @@ package enginestore
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/hex"
@@ -13,19 +12,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"golang.org/x/sys/unix"
 
 	"github.com/hostos/hostos/rootfs/ext4"
 	"github.com/hostos/hostos/rootfs/tree"
+	"github.com/hostos/hostos/tests/enginetest"
 	"github.com/hostos/hostos/tests/testtool"
 )
 
@@ -122,200 +118,6 @@ func buildChecker(t *testing.T) []byte {
 	return b
 }
 
-// engine is a dockerd started by the test on a data root, with its own socket and exec root.
-type engine struct {
-	t      *testing.T
-	client string
-	sock   string
-	log    string
-	cmd    *exec.Cmd
-	done   chan error
-	config string
-	stopFn func()
-}
-
-func (e *engine) docker(args ...string) (string, error) {
-	cmd := exec.Command(e.client, append([]string{"-H", "unix://" + e.sock}, args...)...)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+e.config)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	err := cmd.Run()
-	if err != nil {
-		return out.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return out.String(), nil
-}
-
-func (e *engine) must(args ...string) string {
-	e.t.Helper()
-	out, err := e.docker(args...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return out
-}
-
-// needEngine checks what starting a real engine takes.
-func needEngine(t *testing.T) (dockerd, client string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		testtool.Missing(t, "starting dockerd on a loop-mounted image needs root")
-	}
-	dockerd = testtool.Need(t, "dockerd")
-	// Debian's 20.10 client, when a newer one shadows it on the PATH.
-	client = "/usr/bin/docker"
-	if _, err := os.Stat(client); err != nil {
-		client = testtool.Need(t, "docker")
-	}
-	for _, tool := range []string{"mkfs.ext4", "debugfs", "e2fsck", "mount", "umount"} {
-		testtool.Need(t, tool)
-	}
-	fsys, err := os.ReadFile("/proc/filesystems")
-	if err != nil || !bytes.Contains(fsys, []byte("\toverlay\n")) {
-		testtool.Missing(t, "the kernel has no overlay filesystem")
-	}
-	return dockerd, client
-}
-
-// unmountUnder unmounts every mount at or below each of dirs, deepest first.
-func unmountUnder(t *testing.T, dirs ...string) {
-	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		p := strings.ReplaceAll(fields[4], `\040`, " ")
-		for _, d := range dirs {
-			if p == d || strings.HasPrefix(p, d+"/") {
-				points = append(points, p)
-			}
-		}
-	}
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	for _, p := range points {
-		if err := unix.Unmount(p, 0); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-				t.Errorf("unmount %s: %v", p, err)
-			}
-		}
-	}
-}
-
-// mountImage loop-mounts the ext4 filesystem at offset off of img; the test unmounts it at the end.
-func mountImage(t *testing.T, img string, off int64) string {
-	t.Helper()
-	mnt := t.TempDir()
-	out, err := exec.Command("mount", "-t", "ext4", "-o", fmt.Sprintf("loop,offset=%d", off), img, mnt).CombinedOutput()
-	if err != nil {
-		testtool.Missing(t, "loop mount: %v: %s", err, out)
-	}
-	t.Cleanup(func() { unmountUnder(t, mnt) })
-	return mnt
-}
-
-// startEngine starts dockerd on dataRoot and returns once it answers; the test stops it at the end.
-func startEngine(t *testing.T, dockerd, client, dataRoot string) *engine {
-	t.Helper()
-	// A short directory: socket paths are limited to 108 bytes.
-	run, err := os.MkdirTemp("", "hostos-engine-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &engine{t: t, client: client, sock: filepath.Join(run, "d.sock"), log: filepath.Join(run, "dockerd.log"),
-		config: filepath.Join(run, "client"), done: make(chan error, 1)}
-	if err := os.WriteFile(filepath.Join(run, "daemon.json"), []byte("{}"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logFile, err := os.Create(e.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.cmd = exec.Command(dockerd, "--data-root", dataRoot, "-s", "overlay2", "--bridge", "none", "--iptables=false",
-		"--ip6tables=false", "--exec-root", filepath.Join(run, "exec"), "-H", "unix://"+e.sock,
-		"--pidfile", filepath.Join(run, "pid"), "--config-file", filepath.Join(run, "daemon.json"), "-D")
-	e.cmd.Stdout, e.cmd.Stderr = logFile, logFile
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := e.cmd.Start(); err != nil {
-		t.Fatalf("start dockerd: %v", err)
-	}
-	go func() { e.done <- e.cmd.Wait(); logFile.Close() }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		e.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.done:
-		case <-time.After(30 * time.Second):
-			// Only the process group this test started.
-			syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-			<-e.done
-		}
-		unmountUnder(t, dataRoot, run)
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			if b, err := os.ReadFile(e.log); err == nil {
-				t.Logf("dockerd log (end):\n%s", tailLines(string(b), 40))
-			}
-		}
-		os.RemoveAll(run)
-	})
-	for i := 0; ; i++ {
-		if _, err := e.docker("version"); err == nil {
-			break
-		}
-		select {
-		case err := <-e.done:
-			b, _ := os.ReadFile(e.log)
-			t.Fatalf("dockerd exited: %v:\n%s", err, tailLines(string(b), 30))
-		case <-time.After(250 * time.Millisecond):
-		}
-		if i > 240 {
-			t.Fatal("dockerd did not answer within a minute")
-		}
-	}
-	e.stopFn = stop
-	return e
-}
-
-// stop stops the engine, unmounts what it left mounted and returns its log, which must not show a
-// store it could not read.
-func (e *engine) stop() string {
-	e.t.Helper()
-	e.stopFn()
-	b, err := os.ReadFile(e.log)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, bad := range []string{"Failed to load layer", "layer does not exist", "not restoring image"} {
-		if bytes.Contains(b, []byte(bad)) {
-			e.t.Errorf("dockerd log shows %q:\n%s", bad, tailLines(string(b), 40))
-		}
-	}
-	return string(b)
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // writeImage makes an ext4 filesystem from the staged tree at offset off of a new image file, through
 // the same path as the rest of hostos, and checks it with e2fsck.
 func writeImage(t *testing.T, staged *tree.Staged, off int64) string {
@@ -352,7 +154,7 @@ type inspected struct {
 
 // checkImage compares what the engine lists and inspects for a fixture image with its config and
 // manifest, and what Add reported.
-func checkImage(t *testing.T, e *engine, fx *fixture, name string, w *Written) {
+func checkImage(t *testing.T, e *enginetest.Engine, fx *fixture, name string, w *Written) {
 	t.Helper()
 	img := fx.image(t, name)
 	id, _ := img.ConfigName()
@@ -363,7 +165,7 @@ func checkImage(t *testing.T, e *engine, fx *fixture, name string, w *Written) {
 	}
 	repo := "hostos-test/" + name
 	found := false
-	for _, line := range strings.Split(strings.TrimSpace(e.must("images", "--digests", "--format", "{{json .}}")), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(e.Must("images", "--digests", "--format", "{{json .}}")), "\n") {
 		var r imageRow
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("docker images: %v: %s", err, line)
@@ -379,7 +181,7 @@ func checkImage(t *testing.T, e *engine, fx *fixture, name string, w *Written) {
 		t.Errorf("docker images does not list %s:v1", repo)
 	}
 	var got []inspected
-	if err := json.Unmarshal([]byte(e.must("image", "inspect", repo+":v1")), &got); err != nil || len(got) != 1 {
+	if err := json.Unmarshal([]byte(e.Must("image", "inspect", repo+":v1")), &got); err != nil || len(got) != 1 {
 		t.Fatalf("docker image inspect %s: %v", repo, err)
 	}
 	var diffIDs []string
@@ -398,11 +200,11 @@ func checkImage(t *testing.T, e *engine, fx *fixture, name string, w *Written) {
 }
 
 // checkRun runs the fixture image's checker and compares what the container sees with the layers.
-func checkRun(t *testing.T, e *engine, fx *fixture, name string, checker []byte) {
+func checkRun(t *testing.T, e *enginetest.Engine, fx *fixture, name string, checker []byte) {
 	t.Helper()
 	paths := []string{"/bin/check", "/etc/hello", "/etc/hard", "/etc/link", "/etc/removed", "/etc/secret", "/bin/ping",
 		"/data/old", "/data/locked", "/data/locked/inside", "/app/a.txt", "/app/b.txt", "/app/c.txt"}
-	out := e.must(append([]string{"run", "--rm", "--network", "none", "hostos-test/" + name + ":v1"}, paths...)...)
+	out := e.Must(append([]string{"run", "--rm", "--network", "none", "hostos-test/" + name + ":v1"}, paths...)...)
 	var facts []fact
 	if err := json.Unmarshal([]byte(out), &facts); err != nil || len(facts) != len(paths) {
 		t.Fatalf("checker in %s: %v: %s", name, err, out)
@@ -465,10 +267,10 @@ func checkRun(t *testing.T, e *engine, fx *fixture, name string, checker []byte)
 }
 
 // checkSave compares the layer tars docker save gives for the image with the input tars.
-func checkSave(t *testing.T, e *engine, fx *fixture, name string) {
+func checkSave(t *testing.T, e *enginetest.Engine, fx *fixture, name string) {
 	t.Helper()
 	archive := filepath.Join(t.TempDir(), name+".tar")
-	e.must("save", "-o", archive, "hostos-test/"+name+":v1")
+	e.Must("save", "-o", archive, "hostos-test/"+name+":v1")
 	f, err := os.Open(archive)
 	if err != nil {
 		t.Fatal(err)
@@ -566,7 +368,7 @@ func layerRecord(t *testing.T, dataRoot string, chain v1.Hash) map[string]string
 // loads image c itself; then that store, copied as it is, with image b added by Add. The engine must list,
 // inspect, run and save every image, and its own record of c must match what Add writes for c.
 func TestEngineLoadsStore(t *testing.T) {
-	dockerd, client := needEngine(t)
+	dockerd, client := enginetest.Need(t)
 	checker := buildChecker(t)
 	fx := newFixture(t, checker)
 	const off = 1 << 20
@@ -578,8 +380,8 @@ func TestEngineLoadsStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := writeImage(t, res.Staged, off)
-	mnt := mountImage(t, img, off)
-	e := startEngine(t, dockerd, client, filepath.Join(mnt, DefaultDataRoot))
+	mnt := enginetest.Mount(t, img, off)
+	e := enginetest.Start(t, dockerd, client, filepath.Join(mnt, DefaultDataRoot))
 	checkImage(t, e, fx, "a", &res.Images[0])
 	checkRun(t, e, fx, "a", checker)
 	checkSave(t, e, fx, "a")
@@ -593,9 +395,9 @@ func TestEngineLoadsStore(t *testing.T) {
 	if err := tarball.WriteToFile(archive, tag, fx.image(t, "c")); err != nil {
 		t.Fatal(err)
 	}
-	e.must("load", "-i", archive)
+	e.Must("load", "-i", archive)
 	checkRun(t, e, fx, "c", checker)
-	e.stop()
+	e.Stop()
 	cImg := fx.image(t, "c")
 	cCfg, _ := cImg.ConfigFile()
 	cTop := ChainID(cCfg.RootFS.DiffIDs)
@@ -621,7 +423,7 @@ func TestEngineLoadsStore(t *testing.T) {
 	if out, err := exec.Command("cp", "-a", filepath.Join(mnt, DefaultDataRoot), merged).CombinedOutput(); err != nil {
 		t.Fatalf("copy the store: %v: %s", err, out)
 	}
-	unmountUnder(t, mnt)
+	enginetest.UnmountUnder(t, mnt)
 	if err := ext4.Check(t.Context(), img, off); err != nil {
 		t.Errorf("the filesystem after the engine ran: %v", err)
 	}
@@ -637,16 +439,16 @@ func TestEngineLoadsStore(t *testing.T) {
 		t.Errorf("b's layers written: %v %v %v, want only its top layer", l[0].Written, l[1].Written, l[2].Written)
 	}
 	img2 := writeImage(t, res2.Staged, off)
-	mnt2 := mountImage(t, img2, off)
-	e2 := startEngine(t, dockerd, client, filepath.Join(mnt2, DefaultDataRoot))
+	mnt2 := enginetest.Mount(t, img2, off)
+	e2 := enginetest.Start(t, dockerd, client, filepath.Join(mnt2, DefaultDataRoot))
 	checkImage(t, e2, fx, "a", &res.Images[0])
 	checkImage(t, e2, fx, "b", &res2.Images[0])
 	checkRun(t, e2, fx, "b", checker)
 	checkRun(t, e2, fx, "c", checker)
 	checkSave(t, e2, fx, "b")
 	checkSave(t, e2, fx, "c")
-	e2.stop()
-	unmountUnder(t, mnt2)
+	e2.Stop()
+	enginetest.UnmountUnder(t, mnt2)
 	if err := ext4.Check(t.Context(), img2, off); err != nil {
 		t.Errorf("the merged filesystem after the engine ran: %v", err)
 	}
