@@ -23,7 +23,7 @@ var settings = map[string]setting{
 	"hostname":              stringSetting(func(s string) (string, error) { return s, ValidateHostname(s) }),
 	"uuid":                  stringSetting(func(s string) (string, error) { return s, ValidateUUID(s) }),
 	"country":               stringSetting(func(s string) (string, error) { return strings.ToUpper(s), ValidateCountry(s) }),
-	"dnsServers":            stringSetting(func(s string) (string, error) { return Servers("dns", s) }),
+	"dnsServers":            nullable(stringSetting(func(s string) (string, error) { return Servers("dns", s) })),
 	"ntpServers":            stringSetting(func(s string) (string, error) { return Servers("ntp", s) }),
 	"apiKey":                stringSetting(checkAPIKey),
 	"initialDeviceName":     stringSetting(checkDeviceName),
@@ -83,6 +83,17 @@ func NormalizeChanged(old Config, c *Config) error {
 		}
 	}
 	return nil
+}
+
+// nullable also accepts JSON null: dnsServers null (like the string "null") disables balenaOS's DNS
+// fallback, as jq -r reads both the same way.
+func nullable(check setting) setting {
+	return func(v any) (any, error) {
+		if v == nil {
+			return nil, nil
+		}
+		return check(v)
+	}
 }
 
 func stringSetting(check func(string) (string, error)) setting {

@@ -34,6 +34,8 @@ func TestNormalizeSetting(t *testing.T) {
 		{"dnsServers", "null", "null", ""},
 		{"dnsServers", "1.1.1.1;rm", nil, "not a host name"},
 		{"dnsServers", "", nil, "empty list"},
+		{"dnsServers", nil, nil, ""},
+		{"ntpServers", nil, nil, "a string is required"},
 		{"ntpServers", "pool.ntp.org", "pool.ntp.org", ""},
 		{"ntpServers", "a\nb c$", nil, "not a host name"},
 		{"persistentLogging", true, true, ""},
