@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(e2fsprogs dosfstools mtools fdisk util-linux genimage bmap-tools grub-common libubootenv-tool zstd xz-utils gzip tar
   python3 python3-gi gir1.2-glib-2.0 openssh-client openssl
-  docker.io)  # docker.io: the real engine (20.10, overlay2) that judges preloaded stores
+  docker.io docker-registry)  # the real engine (20.10, overlay2) that judges preloaded stores; a real registry
 if [ "${1:-}" = e2e ]; then pkgs+=(qemu-system-x86 ovmf grub-efi-amd64-bin cpio dpkg); fi
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -5,6 +5,9 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/hostos/hostos/hostapp/container"
 )
 
 // Limits of the small files flags name: each format's own bound, checked before the file is read, so
@@ -57,4 +60,28 @@ func sizeText(n int64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// limitCredentials bounds a --registry-auth file: one USER:PASSWORD line.
+const limitCredentials = 4 << 10
+
+// registryAuth reads --registry-auth: USER:PASSWORD, or a FILE holding that line (the safer form: a
+// password on the command line shows in ps). "" means the docker config's credentials, else anonymous.
+func registryAuth(v string) (authn.Authenticator, error) {
+	if v == "" {
+		return nil, nil
+	}
+	text := v
+	if fi, err := os.Stat(v); err == nil && !fi.IsDir() {
+		b, err := readFlagFile(v, "--registry-auth", limitCredentials)
+		if err != nil {
+			return nil, err
+		}
+		text = string(b)
+	}
+	a, err := container.ParseCredentials(text)
+	if err != nil {
+		return nil, fmt.Errorf("--registry-auth: %w", err)
+	}
+	return a, nil
 }

@@ -18,6 +18,7 @@ func newPreloadCmd() *cobra.Command {
 		images                              []string
 		o                                   preload.Options
 		asJSON, quiet                       bool
+		regAuth                             string
 	)
 	cmd := &cobra.Command{
 		Use:   "preload IMAGE (--compose FILE | --image REF)",
@@ -54,6 +55,11 @@ partition's bytes change. A compressed image needs --output.`,
 					o.Images[k] = v
 				}
 			}
+			auth, err := registryAuth(regAuth)
+			if err != nil {
+				return err
+			}
+			o.Registry.Auth = auth
 			t, err := sourceDateEpoch()
 			if err != nil {
 				return err
@@ -97,6 +103,7 @@ partition's bytes change. A compressed image needs --output.`,
 	fl.StringVar(&release, "release", "", "release `COMMIT` (default derived from the compose file and images)")
 	fl.BoolVar(&o.Pin, "pin", false, "pin the device to this release (pinDevice)")
 	fl.BoolVar(&o.Force, "force", false, "replace an apps.json already on the data partition")
+	fl.StringVar(&regAuth, "registry-auth", "", "registry credentials: `USER:PASSWORD`, or a FILE holding that line (default: the docker config's, else anonymous)")
 	fl.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "no progress or warnings")
 	return cmd

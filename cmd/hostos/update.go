@@ -83,6 +83,7 @@ func newUpdateCmd() *cobra.Command {
 	var keys []string
 	var keysDir, tempDir string
 	var reboot, force, asJSON, quiet bool
+	var regAuth string
 	cmd := &cobra.Command{
 		Use:   "update SOURCE",
 		Short: "Install a new OS into the inactive root slot and boot it next, on trial",
@@ -102,6 +103,10 @@ are accepted.`,
 			if err != nil {
 				return err
 			}
+			auth, err := registryAuth(regAuth)
+			if err != nil {
+				return err
+			}
 			tg, done, err := tf.openLocked()
 			if err != nil {
 				return err
@@ -118,6 +123,7 @@ are accepted.`,
 			}
 			payload, err := source.Open(cmd.Context(), args[0], source.Options{
 				Keys: pubs, DeviceType: tg.DeviceType, RootSize: slot.Size, TempDir: tempDir, Progress: p.update,
+				RegistryAuth: auth,
 			})
 			if err != nil {
 				return err
@@ -146,6 +152,7 @@ are accepted.`,
 	fl.StringArrayVar(&keys, "key", nil, "public key `FILE` (PEM) a bundle must be signed with; repeatable")
 	fl.StringVar(&keysDir, "keys-dir", "/etc/hostos/keys", "directory of *.pub keys a bundle must be signed with (when it holds any)")
 	fl.StringVar(&tempDir, "temp-dir", "", "where to stage a tar or OCI source and the boot files (default: beside --image, or the system temp dir)")
+	fl.StringVar(&regAuth, "registry-auth", "", "registry credentials: `USER:PASSWORD`, or a FILE holding that line (default: the docker config's, else anonymous)")
 	fl.BoolVar(&reboot, "reboot", false, "reboot when done, after application update locks are released")
 	fl.BoolVar(&force, "force", false, "install even with an update pending; with --reboot, do not wait for update locks")
 	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
