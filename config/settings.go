@@ -113,15 +113,22 @@ func boolSetting(v any) (any, error) {
 	return v, nil
 }
 
+// intSetting accepts a whole number in [lo, hi], as a JSON number or as a string of decimal digits
+// (balena's older tools write applicationId and userId as strings); the type given is kept.
 func intSetting(lo, hi int64) setting {
 	return func(v any) (any, error) {
-		n, ok := v.(json.Number)
-		if !ok {
+		var text string
+		switch n := v.(type) {
+		case json.Number:
+			text = n.String()
+		case string:
+			text = n
+		default:
 			return nil, fmt.Errorf("%s given, a number is required", jsonKind(v))
 		}
-		i, err := strconv.ParseInt(n.String(), 10, 64)
-		if err != nil || i < lo || i > hi {
-			return nil, fmt.Errorf("%s: a whole number from %d to %d is required", n, lo, hi)
+		i, err := strconv.ParseInt(text, 10, 64)
+		if err != nil || i < lo || i > hi || text != strconv.FormatInt(i, 10) {
+			return nil, fmt.Errorf("%q: a whole number from %d to %d is required", text, lo, hi)
 		}
 		return v, nil
 	}
