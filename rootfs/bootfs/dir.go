@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -67,15 +68,35 @@ func escapes(err error) bool {
 	return strings.Contains(pe.Err.Error(), "escapes")
 }
 
-// ReadFile reads name below the directory.
+// ReadFile reads the regular file name below the directory. A FIFO, a device or a directory is refused
+// without waiting on it, and no more than the size the file had when opened is read.
 func (d Dir) ReadFile(name string) ([]byte, error) {
 	r, rel, err := d.open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	b, err := r.ReadFile(rel)
-	return b, d.wrap(name, err)
+	// O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked on the open file.
+	f, err := r.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, d.wrap(name, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s in %s: not a regular file", strings.TrimPrefix(name, "/"), string(d))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, fi.Size()+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > fi.Size() {
+		return nil, fmt.Errorf("%s in %s: grew while being read", strings.TrimPrefix(name, "/"), string(d))
+	}
+	return b, nil
 }
 
 // WriteFile writes data to a temporary file beside name, syncs it, renames it over name and syncs the

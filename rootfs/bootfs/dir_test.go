@@ -5,8 +5,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestDirStaysInside: a symlinked subdirectory or file that leads out of the boot directory is refused
@@ -81,5 +84,25 @@ func TestDirStaysInside(t *testing.T) {
 	}
 	if len(files) != 1 || files[0] != "real/x" {
 		t.Errorf("List = %v", files)
+	}
+}
+
+// TestDirReadRefusesSpecialFiles: a FIFO named config.json is refused at once instead of hanging, and a
+// directory is not read as a file.
+func TestDirReadRefusesSpecialFiles(t *testing.T) {
+	boot := t.TempDir()
+	if err := unix.Mkfifo(filepath.Join(boot, "config.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(boot, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"/config.json", "/dir"} {
+		if _, err := Dir(boot).ReadFile(name); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if err := Dir(boot).WriteFile("/config.json", []byte("{}"), time.Time{}); err == nil {
+		t.Error("WriteFile replaced a FIFO")
 	}
 }
