@@ -226,8 +226,9 @@ func Add(ctx context.Context, img string, off int64, root *tree.Staged, t time.T
 		if short < 0 {
 			short = 0
 		}
-		return res, fmt.Errorf("resin data at %d of %s: %d MiB needed, %d MiB free (%d MiB short; %d inodes needed, %d free): %w",
-			off, img, blocks*bs>>20, free.Blocks*bs>>20, (short+mib-1)/mib, inodes, free.Inodes, ErrNoSpace)
+		return res, &ShortError{Blocks: max(blocks-free.Blocks, 0), Inodes: max(inodes-free.Inodes, 0), BlockSize: bs,
+			msg: fmt.Sprintf("resin data at %d of %s: %d MiB needed, %d MiB free (%d MiB short; %d inodes needed, %d free): %v",
+				off, img, blocks*bs>>20, free.Blocks*bs>>20, (short+mib-1)/mib, inodes, free.Inodes, ErrNoSpace)}
 	}
 
 	cmds, err := addCommands(entries, fixups, root, t)
