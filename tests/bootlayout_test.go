@@ -102,3 +102,21 @@ func TestBuildBootLayoutEveryDeviceType(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildRefusesGeneratedBootFiles: a boot file list entry onto a file build writes itself
+// (config.json, os-release, device-type.json, the bootloader environment, the fingerprint), in any
+// letter case since FAT ignores it, is refused with a message naming it instead of being dropped
+// silently, and no image appears.
+func TestBuildRefusesGeneratedBootFiles(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "kernel"), []byte("kernel"), 0o644))
+	for i, dst := range []string{"/config.json", "/CONFIG.JSON", "/os-release", "/OS-Release", "/EFI/BOOT/grubenv", "/Device-Type.json", "/balenaos.fingerprint"} {
+		spec := filepath.Join(dir, fmt.Sprintf("s%d.toml", i))
+		must(t, os.WriteFile(spec, []byte(fmt.Sprintf("version = \"2.0.0\"\n[sizes]\nroot = 64\nstate = 4\ndata = 4\n[boot]\nfiles = [\"kernel:%s\"]\n", dst)), 0o644))
+		out := filepath.Join(dir, fmt.Sprintf("s%d.img", i))
+		r := hostos(t, nil, nil, "build", "-q", "--spec", spec, "-o", out)
+		if r.code == 0 || !strings.Contains(strings.ToLower(r.stderr), strings.ToLower(dst)+" ") || fileExists(out) {
+			t.Errorf("boot file onto %s: exit %d, %q", dst, r.code, r.stderr)
+		}
+	}
+}

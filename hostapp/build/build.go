@@ -435,8 +435,9 @@ func fingerprint(files []fat.File) ([]byte, error) {
 // collectBootFiles gathers every file of the boot partition.
 func (p *plan) collectBootFiles(work string) error {
 	spec, dt := p.spec, p.dt
+	// Keyed by the lower-case path: FAT compares names ignoring case, so /Config.JSON is /config.json.
 	files := map[string]fat.File{}
-	add := func(f fat.File) { files[f.Dst] = f }
+	add := func(f fat.File) { files[strings.ToLower(f.Dst)] = f }
 	deploy := spec.path(spec.Boot.DeployDir)
 	if deploy == "" {
 		deploy = spec.Dir
@@ -446,6 +447,9 @@ func (p *plan) collectBootFiles(work string) error {
 		return err
 	}
 	for _, h := range hf {
+		if why, ok := generatedBootFiles[strings.ToLower(h.Dst)]; ok {
+			return fmt.Errorf("boot file %s: %s is written by build itself (%s)", h.Src, h.Dst, why)
+		}
 		add(fat.File{Dst: h.Dst, Src: h.Src})
 	}
 
@@ -492,7 +496,7 @@ func (p *plan) collectBootFiles(work string) error {
 	// system-proxy/ (balena-device-init's Wi-Fi configure needs system-connections/ to exist),
 	// extra_uEnv.txt on U-Boot boards. The spec's files may replace them.
 	for _, f := range config.DefaultBootFiles(dt, p.version) {
-		if _, ok := files[f.Path]; !ok {
+		if _, ok := files[strings.ToLower(f.Path)]; !ok {
 			add(fat.File{Dst: f.Path, Data: f.Data})
 		}
 	}
@@ -505,6 +509,9 @@ func (p *plan) collectBootFiles(work string) error {
 		}
 		if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
 			return fmt.Errorf("splash %s: not a PNG file", spec.Boot.Splash)
+		}
+		if _, ok := files["/splash/balena-logo.png"]; ok {
+			return fmt.Errorf("splash %s: the boot files already hold /splash/balena-logo.png; give the splash once", spec.Boot.Splash)
 		}
 		add(fat.File{Dst: "/splash/balena-logo.png", Src: src})
 	}
@@ -542,6 +549,18 @@ func (p *plan) collectBootFiles(work string) error {
 	}
 	sort.Slice(p.bootFiles, func(i, j int) bool { return p.bootFiles[i].Dst < p.bootFiles[j].Dst })
 	return nil
+}
+
+// generatedBootFiles are the boot partition files build writes itself, lower-case, with where their
+// content comes from; a boot file list entry naming one would be dropped silently, so it is refused.
+var generatedBootFiles = map[string]string{
+	"/config.json":          "give it as boot.config_json",
+	"/device-type.json":     "from the device type",
+	"/os-release":           "give it as boot.os_release",
+	"/balenaos.fingerprint": "computed over the other files",
+	"/grub/grubenv":         "the bootloader environment",
+	"/efi/boot/grubenv":     "the bootloader environment",
+	"/bootenv":              "the bootloader environment",
 }
 
 // osRelease returns the os-release for the boot partition: the spec's, the root filesystem's, or generated.
