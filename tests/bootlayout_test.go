@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hostos/hostos/config"
@@ -23,6 +24,37 @@ func smallImage(t *testing.T, deviceType, extra string) string {
 	must(t, os.WriteFile(spec, []byte(fmt.Sprintf("device_type = %q\nversion = \"2.113.4\"\n%s\n[sizes]\nroot = 64\nstate = 4\ndata = 4\n", deviceType, extra)), 0o644))
 	img := filepath.Join(dir, "small.img")
 	mustHostos(t, []string{"SOURCE_DATE_EPOCH=1600000000"}, nil, "build", "-q", "--spec", spec, "-o", img)
+	return img
+}
+
+// genericImage is one small genericx86-64-ext image built once for the tests that only configure or
+// read an image; each gets its own sparse copy.
+var genericImage struct {
+	once sync.Once
+	path string
+	err  string
+}
+
+func genericImageCopy(t *testing.T) string {
+	t.Helper()
+	genericImage.once.Do(func() {
+		// Beside the binary: TestMain removes that directory when the tests end.
+		dir := filepath.Dir(hostosBin)
+		spec := filepath.Join(dir, "spec.toml")
+		if err := os.WriteFile(spec, []byte("device_type = \"genericx86-64-ext\"\nversion = \"2.113.4\"\n[sizes]\nroot = 64\nstate = 4\ndata = 4\n"), 0o644); err != nil {
+			genericImage.err = err.Error()
+			return
+		}
+		genericImage.path = filepath.Join(dir, "generic.img")
+		if r := hostos(t, []string{"SOURCE_DATE_EPOCH=1600000000"}, nil, "build", "-q", "--spec", spec, "-o", genericImage.path); r.code != 0 {
+			genericImage.err = r.stderr
+		}
+	})
+	if genericImage.err != "" {
+		t.Fatalf("building the shared image: %s", genericImage.err)
+	}
+	img := filepath.Join(t.TempDir(), "generic.img")
+	run(t, "cp", "--sparse=always", genericImage.path, img)
 	return img
 }
 

@@ -48,7 +48,7 @@ func secretConfig(t *testing.T, deviceType string) ([]byte, []string) {
 // reads or writes it (inspect, config read, text and --json, from an image and from --boot-dir; config
 // write, configure, their errors) prints a secret value on stdout or stderr unless --show-secrets asks.
 func TestNoSecretPrinted(t *testing.T) {
-	img := smallImage(t, "genericx86-64-ext", "")
+	img := genericImageCopy(t)
 	dir := t.TempDir()
 	cfg, secrets := secretConfig(t, "genericx86-64-ext")
 	cfgFile := filepath.Join(dir, "secrets.json")
@@ -116,7 +116,7 @@ func TestNoSecretPrinted(t *testing.T) {
 // names) is printed by config read and inspect with every control character escaped; --json output
 // holds no raw ESC either.
 func TestTextOutputEscapesControls(t *testing.T) {
-	img := smallImage(t, "genericx86-64-ext", "")
+	img := genericImageCopy(t)
 	inject := filepath.Join(t.TempDir(), "evil.json")
 	must(t, os.WriteFile(inject, []byte(`{"deviceType":"genericx86-64-ext","motd":"\u001b[2J\u001b]0;pwned\u0007 \u009b31m\u202eevil","\u001b[31mname\r":"x","list":["\u001b[1m"]}`), 0o644))
 	mustHostos(t, nil, nil, "config", "inject", img, inject)
@@ -138,7 +138,7 @@ func TestTextOutputEscapesControls(t *testing.T) {
 // configure flag refuses, with the same reason, leaving every byte of the image as it was; accepted
 // values are stored in the form the flag stores them.
 func TestConfigWriteValidatesLikeFlags(t *testing.T) {
-	img := smallImage(t, "genericx86-64-ext", "")
+	img := genericImageCopy(t)
 	dir := t.TempDir()
 	for _, c := range []struct {
 		key, value string
@@ -191,7 +191,7 @@ func TestConfigWriteValidatesLikeFlags(t *testing.T) {
 // TestConfigInputInvalidUTF8: a config.json with an invalid UTF-8 byte is refused, naming the byte's
 // offset, by config inject, configure --config and build, instead of becoming U+FFFD; nothing changes.
 func TestConfigInputInvalidUTF8(t *testing.T) {
-	img := smallImage(t, "genericx86-64-ext", "")
+	img := genericImageCopy(t)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
 	must(t, os.WriteFile(bad, []byte("{\"deviceType\":\"genericx86-64-ext\",\"initialDeviceName\":\"caf\xe9\"}"), 0o644))
@@ -219,7 +219,7 @@ func TestConfigInputInvalidUTF8(t *testing.T) {
 // TestBuildRefusesKeyfileConfigureRefuses: a keyfile configure refuses (a NUL byte, no id) is refused by
 // build with the same reason, and no image appears.
 func TestBuildRefusesKeyfileConfigureRefuses(t *testing.T) {
-	img := smallImage(t, "genericx86-64-ext", "")
+	img := genericImageCopy(t)
 	dir := t.TempDir()
 	for name, body := range map[string]string{
 		"nul.nmconnection":  "[connection]\nid=x\x00\ntype=wifi\n",
@@ -245,7 +245,7 @@ func TestBuildRefusesKeyfileConfigureRefuses(t *testing.T) {
 // TestConfigureOutputKeepsMode: configure -o gives the output the input's permission bits, for a plain
 // and for a compressed input, whatever the umask.
 func TestConfigureOutputKeepsMode(t *testing.T) {
-	img := smallImage(t, "genericx86-64-ext", "")
+	img := genericImageCopy(t)
 	dir := t.TempDir()
 	xz := filepath.Join(dir, "in.img.xz")
 	run(t, "sh", "-c", fmt.Sprintf("xz -T2 -0 -c %s > %s", img, xz))
