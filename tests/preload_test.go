@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -120,7 +121,7 @@ func newPreloadFixture(t *testing.T) *preloadFixture {
 	fx.two = writeLayout(t, filepath.Join(fx.dir, "two"), "amd64", base, top("hello from service two\n"))
 	fx.arm = writeLayout(t, filepath.Join(fx.dir, "arm"), "arm64", base, top("arm\n"))
 	fx.big = writeLayout(t, filepath.Join(fx.dir, "big"), "amd64", base,
-		layerTar(t, map[string][]byte{"zeros": make([]byte, 96<<20)}, []string{"zeros"}))
+		layerTar(t, map[string][]byte{"zeros": make([]byte, 96<<20)}, []string{"zeros"}), top("hello from a big image\n"))
 	// image one with its top layer blob damaged (same size, one byte changed).
 	fx.corrupt = filepath.Join(fx.dir, "corrupt")
 	run(t, "cp", "-a", fx.one, fx.corrupt)
@@ -295,22 +296,32 @@ func TestPreload(t *testing.T) {
 	}
 
 	// The real engine lists and runs both images.
+	engineRuns(t, out, fx.dataOff, map[string]string{
+		"hostos-test/one:v1": "hello from service one\n",
+		"hostos-test/two:v1": "hello from service two\n",
+	})
+}
+
+// engineRuns starts a real dockerd on the data partition at off of img and checks that it lists each
+// image of want with a digest and that running it prints what want says; e2fsck -fn finds the
+// partition clean after the engine stopped.
+func engineRuns(t *testing.T, img string, off int64, want map[string]string) {
+	t.Helper()
 	dockerd, client := enginetest.Need(t)
-	mnt := enginetest.Mount(t, out, fx.dataOff)
+	mnt := enginetest.Mount(t, img, off)
 	e := enginetest.Start(t, dockerd, client, filepath.Join(mnt, "docker"))
 	list := e.Must("images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}")
-	for _, name := range []string{"one", "two"} {
-		if !strings.Contains(list, "hostos-test/"+name+":v1 sha256:") {
-			t.Errorf("docker images --digests does not list hostos-test/%s:v1 with a digest:\n%s", name, list)
+	for ref, msg := range want {
+		if !strings.Contains(list, ref+" sha256:") {
+			t.Errorf("docker images --digests does not list %s with a digest:\n%s", ref, list)
 		}
-		got := e.Must("run", "--rm", "--network", "none", "hostos-test/"+name+":v1")
-		if got != "hello from service "+name+"\n" {
-			t.Errorf("docker run hostos-test/%s:v1 printed %q", name, got)
+		if got := e.Must("run", "--rm", "--network", "none", ref); got != msg {
+			t.Errorf("docker run %s printed %q, want %q", ref, got, msg)
 		}
 	}
 	e.Stop()
 	enginetest.UnmountUnder(t, mnt)
-	if err := ext4.Check(t.Context(), out, fx.dataOff); err != nil {
+	if err := ext4.Check(t.Context(), img, off); err != nil {
 		t.Errorf("resin-data after the engine ran: %v", err)
 	}
 }
@@ -419,4 +430,103 @@ func TestPreloadKilled(t *testing.T) {
 			os.RemoveAll(filepath.Join(fx.dir, l))
 		}
 	}
+}
+
+// partBytes hashes each partition's bytes by sfdisk node number, and returns the table.
+func partBytes(t *testing.T, img string) (sfdiskTable, map[int]string) {
+	t.Helper()
+	pt := sfdiskJSON(t, img)
+	f := mustOpenFile(t, img)
+	sums := map[int]string{}
+	for _, p := range pt.Partitions {
+		var n int
+		fmt.Sscanf(strings.TrimPrefix(p.Node, img), "%d", &n)
+		h := sha256.New()
+		_, err := io.Copy(h, io.NewSectionReader(f, p.Start*512, p.Size*512))
+		must(t, err)
+		sums[n] = hex.EncodeToString(h.Sum(nil))
+	}
+	return pt, sums
+}
+
+// TestPreloadGrow preloads an image too big for resin-data: refused without --grow, written with it on
+// msdos (extended and logical resin-data grown) and GPT (entry grown, backup at the new end). sfdisk
+// reads the grown layout, every other partition's bytes are unchanged, e2fsck -fn is clean and on
+// msdos a real dockerd runs the image.
+func TestPreloadGrow(t *testing.T) {
+	fx := newPreloadFixture(t)
+	testtool.Need(t, "resize2fs")
+	compose := filepath.Join(fx.dir, "big.yml")
+	must(t, os.WriteFile(compose, []byte("version: '2.1'\nservices:\n  app:\n    image: hostos-test/big:v1\n"), 0o644))
+	gpt := newFixture(t, "generic-amd64-efi", "gpt", "[sizes]\nboot = 40\nroot = 64\nstate = 8\ndata = 64\n")
+	mustHostos(t, nil, nil, "build", "--spec", gpt.spec, "-o", gpt.out)
+	for _, c := range []struct {
+		name, img string
+		data      int // sfdisk's number of resin-data
+	}{{"msdos", fx.img, 6}, {"gpt", gpt.out, 5}} {
+		t.Run(c.name, func(t *testing.T) {
+			args := []string{"preload", c.img, "--compose", compose, "--images", "app=" + fx.big}
+			sum := testtool.SHA256(t, c.img)
+			if r := hostos(t, nil, nil, args...); r.code == 0 || !strings.Contains(r.stderr, "MiB short") || !strings.Contains(r.stderr, "--grow") {
+				t.Fatalf("preload without --grow: exit %d, %s", r.code, r.stderr)
+			}
+			if testtool.SHA256(t, c.img) != sum {
+				t.Fatal("a refused preload changed the image")
+			}
+			before, sums := partBytes(t, c.img)
+			oldSize := fileSize(t, c.img)
+			out := filepath.Join(t.TempDir(), "grown.img")
+			mustHostos(t, nil, nil, append(args, "--grow", "-o", out)...)
+			after, grownSums := partBytes(t, out)
+			grew := fileSize(t, out) - oldSize
+			if grew <= 0 || grew%(4<<20) != 0 {
+				t.Errorf("the image grew by %d bytes, want a positive multiple of 4 MiB", grew)
+			}
+			if len(after.Partitions) != len(before.Partitions) {
+				t.Fatalf("sfdisk sees %d partitions, had %d", len(after.Partitions), len(before.Partitions))
+			}
+			var data, ext sfdiskPart
+			for i, p := range after.Partitions {
+				b := before.Partitions[i]
+				var n int
+				fmt.Sscanf(strings.TrimPrefix(p.Node, out), "%d", &n)
+				switch {
+				case n == c.data:
+					data = p
+					if p.Start != b.Start || p.Size*512 != b.Size*512+grew {
+						t.Errorf("resin-data: start %d size %d sectors, was %d %d; the image grew %d bytes", p.Start, p.Size, b.Start, b.Size, grew)
+					}
+				case c.name == "msdos" && n == 4:
+					ext = p
+				default:
+					if p != (sfdiskPart{Node: out + strings.TrimPrefix(b.Node, c.img), Start: b.Start, Size: b.Size, Type: b.Type, Bootable: b.Bootable, Name: b.Name}) {
+						t.Errorf("partition %d changed: %+v, was %+v", n, p, b)
+					} else if grownSums[n] != sums[n] {
+						t.Errorf("partition %d: its bytes changed", n)
+					}
+				}
+			}
+			if c.name == "msdos" && ext.Start+ext.Size != data.Start+data.Size {
+				t.Errorf("the extended partition ends at sector %d, resin-data at %d", ext.Start+ext.Size, data.Start+data.Size)
+			}
+			if c.name == "gpt" {
+				if out := run(t, testtool.Need(t, "sfdisk"), "--verify", out); !strings.Contains(out, "No errors detected") {
+					t.Errorf("sfdisk --verify: %s", out)
+				}
+			}
+			if err := ext4.Check(t.Context(), out, data.Start*512); err != nil {
+				t.Errorf("resin-data after a growing preload: %v", err)
+			}
+			if c.name == "msdos" {
+				engineRuns(t, out, data.Start*512, map[string]string{"hostos-test/big:v1": "hello from a big image\n"})
+			}
+		})
+	}
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	must(t, err)
+	return fi.Size()
 }

@@ -103,6 +103,7 @@ partition's bytes change. A compressed image needs --output.`,
 	fl.StringVar(&release, "release", "", "release `COMMIT` (default derived from the compose file and images)")
 	fl.BoolVar(&o.Pin, "pin", false, "pin the device to this release (pinDevice)")
 	fl.BoolVar(&o.Force, "force", false, "replace an apps.json already on the data partition")
+	fl.BoolVar(&o.Grow, "grow", false, "when the release does not fit, grow the image file, its partition table and the data partition (the last one)")
 	fl.StringVar(&regAuth, "registry-auth", "", "registry credentials: `USER:PASSWORD`, or a FILE holding that line (default: the docker config's, else anonymous)")
 	fl.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "no progress or warnings")

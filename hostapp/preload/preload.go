@@ -65,6 +65,9 @@ type Options struct {
 	Release apps.Release
 	// Pin sets pinDevice; Force replaces an apps.json that differs.
 	Pin, Force bool
+	// Grow grows the image file, the partition table and the data partition when the release does not
+	// fit; the data partition must be the last one.
+	Grow bool
 	// Registry says how to reach registries; its Platform is taken from the image's device type.
 	Registry container.Options
 	// Time, when set, is the time of the new inodes.
@@ -86,8 +89,10 @@ type Result struct {
 	// LayerBytes is the engine size of the layers written now.
 	LayerBytes int64 `json:"layerBytes"`
 	// Changed is false when the image already held all of it.
-	Changed  bool     `json:"changed"`
-	Warnings []string `json:"warnings,omitempty"`
+	Changed bool `json:"changed"`
+	// DataBytes is the data partition's size, grown with Options.Grow.
+	DataBytes int64    `json:"dataBytes"`
+	Warnings  []string `json:"warnings,omitempty"`
 }
 
 // Service is one preloaded service.
@@ -259,12 +264,34 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 	full := *added.Staged
 	full.Fixups = append(append([]tree.Fixup(nil), added.Staged.Fixups...), fixups...)
 	wrote, err := ext4.Add(ctx, cp, fa.data.Start, &full, o.Time)
+	grown := false
+	for tries := 0; o.Grow && tries < 3; tries++ {
+		var short *ext4.ShortError
+		if !errors.As(err, &short) {
+			break
+		}
+		need := short.Blocks * short.BlockSize
+		if short.Inodes > 0 {
+			// Each new block group brings inodes in the filesystem's bytes-per-inode ratio, 8192 on
+			// resin-data; a generous one is assumed here and checked by the next Add.
+			need += short.Inodes * 16384
+		}
+		if fa.data, err = grow(ctx, d, fa.data, need, o.Time); err != nil {
+			return nil, fmt.Errorf("preload into %s: %w", image, err)
+		}
+		grown = true
+		logf(fmt.Sprintf("grew the data partition to %d MiB", fa.data.Size>>20))
+		wrote, err = ext4.Add(ctx, cp, fa.data.Start, &full, o.Time)
+	}
+	if errors.Is(err, ext4.ErrNoSpace) && !o.Grow {
+		return nil, fmt.Errorf("preload into %s: %w (--grow makes room)", image, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("preload into %s: %w", image, err)
 	}
 
-	res := &Result{Image: image, Output: dest, Platform: platformString(fa.platform), Changed: wrote.Changed(),
-		LayerBytes: added.LayerBytes, Warnings: warnings}
+	res := &Result{Image: image, Output: dest, Platform: platformString(fa.platform), Changed: wrote.Changed() || grown,
+		LayerBytes: added.LayerBytes, Warnings: warnings, DataBytes: fa.data.Size}
 	for uuid, app := range file.Apps {
 		res.AppUUID, res.AppName = uuid, app.Name
 		for commit, r := range app.Releases {
