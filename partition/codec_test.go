@@ -382,3 +382,16 @@ func TestReadDamaged(t *testing.T) {
 		})
 	}
 }
+
+// overwrite writes s at off of image.
+func overwrite(t *testing.T, image string, off int64, s string) {
+	t.Helper()
+	d, err := disk.Open(image, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.WriteAt([]byte(s), off); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -41,5 +41,5 @@ func (r Role) Labels() []string {
 // that read any balenaOS image.
 func (r Role) ImageLabels() []string { return append(r.Labels(), "flash-"+roleInfo[r].suffix) }
 
-// Filesystem is the filesystem the role's partition holds ("vfat" or "ext4", as Probe names them).
+// Filesystem is the filesystem the role's partition holds ("vfat" or "ext4", as rootfs/probe names them).
 func (r Role) Filesystem() string { return roleInfo[r].fs }

@@ -5,11 +5,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/hostos/hostos/tests/testtool"
 )
 
 // run runs a tool and returns its stdout and stderr, failing the test when it exits non-zero.
@@ -115,52 +116,9 @@ func (s sfdisk) Apply(script string) {
 	run(s.t, script, "sfdisk", s.args("-q", "--no-reread", "--no-tell-kernel")...)
 }
 
-// blkid probes the filesystem at an offset of a file with `blkid -p -o export`.
-func blkid(t *testing.T, image string, off int64) map[string]string {
-	t.Helper()
-	cmd := exec.Command(testtool.Need(t, "blkid"), "-p", "-o", "export", "-O", fmt.Sprint(off), image)
-	out, err := cmd.Output()
-	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 2 {
-		return map[string]string{} // nothing recognised
-	} else if err != nil {
-		t.Fatalf("blkid at %d: %v", off, err)
-	}
-	kv := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			kv[k] = v
-		}
-	}
-	return kv
-}
-
-// mkfsExt4 formats [off, off+size) of image as ext4 with a label.
-func mkfsExt4(t *testing.T, image string, off, size int64, label string) {
-	t.Helper()
-	run(t, "", "mkfs.ext4", "-F", "-q", "-L", label, "-E", fmt.Sprintf("offset=%d", off), image, fmt.Sprintf("%dk", size/1024))
-}
-
-// mkfsVfat formats [off, off+size) of image as FAT of the given bits (12, 16 or 32) with a label.
-func mkfsVfat(t *testing.T, image string, off, size int64, bits int, label string) {
-	t.Helper()
-	run(t, "", "mkfs.vfat", "-F", fmt.Sprint(bits), "-n", label, fmt.Sprintf("--offset=%d", off/512), image, fmt.Sprint(size/1024))
-}
-
 // fdiskCommands feeds interactive commands to `fdisk -b sectorSize`, the one util-linux tool that writes tables
 // with 4096-byte sectors into an image file. Its output is not parsed.
 func fdiskCommands(t *testing.T, image string, sectorSize int, commands string) {
 	t.Helper()
 	run(t, commands, "fdisk", "-b", fmt.Sprint(sectorSize), image)
-}
-
-// mlabel relabels the FAT filesystem at off with mtools.
-func mlabel(t *testing.T, image string, off int64, label string) {
-	t.Helper()
-	runEnv(t, []string{"MTOOLS_SKIP_CHECK=1"}, "", "mlabel", "-i", fmt.Sprintf("%s@@%d", image, off), "::"+label)
-}
-
-// mke2fs formats [off, off+size) of image as the given ext type (ext2, ext3, ext4) with a label.
-func mke2fs(t *testing.T, image, fstype string, off, size int64, label string) {
-	t.Helper()
-	run(t, "", "mke2fs", "-F", "-q", "-t", fstype, "-L", label, "-E", fmt.Sprintf("offset=%d", off), image, fmt.Sprintf("%dk", size/1024))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/bootfs"
 	"github.com/hostos/hostos/rootfs/ext4"
+	"github.com/hostos/hostos/rootfs/probe"
 )
 
 // Target is the partition (or directory) holding config.json, with what the image says about itself.
@@ -55,7 +56,7 @@ func Open(d disk.Disk) (*Target, error) {
 		}
 		tg.Partition = p.Number
 	}
-	if root, err := partition.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
+	if root, err := probe.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
 		if b, err := ext4.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
 			tg.OSVersion = config.OSVersion(b)
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hostos/hostos/partition"
+	"github.com/hostos/hostos/rootfs/probe"
 )
 
 // Root is a root filesystem slot on the live device.
@@ -133,7 +134,7 @@ func unescapeOctal(s string) string {
 }
 
 // Find returns the partition whose filesystem label is one of labels, compared ignoring case (old images
-// spell the boot label RESIN-BOOT). Finding none wraps partition.ErrNotFound. Two partitions carrying the
+// spell the boot label RESIN-BOOT). Finding none wraps probe.ErrNotFound. Two partitions carrying the
 // labels, as when a second disk with balenaOS is attached, is an error naming both: balenaOS finds its
 // partitions by label, so the device is ambiguous until one goes.
 func Find(parts []Partition, labels ...string) (Partition, error) {
@@ -159,7 +160,7 @@ func Find(parts []Partition, labels ...string) (Partition, error) {
 	}
 	switch len(found) {
 	case 0:
-		return Partition{}, fmt.Errorf("find partition with %s: %w", what, partition.ErrNotFound)
+		return Partition{}, fmt.Errorf("find partition with %s: %w", what, probe.ErrNotFound)
 	case 1:
 		return found[0], nil
 	}
@@ -276,7 +277,7 @@ func resolve(spec string, parts []Partition) (Partition, error) {
 	}
 	switch {
 	case len(found) == 0:
-		return Partition{}, fmt.Errorf("no partition matches: %w", partition.ErrNotFound)
+		return Partition{}, fmt.Errorf("no partition matches: %w", probe.ErrNotFound)
 	case len(found) > 1:
 		for _, p := range found[1:] {
 			if !same(p, found[0]) {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hostos/hostos/partition"
+	"github.com/hostos/hostos/rootfs/probe"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -183,8 +183,8 @@ func TestActiveRefuses(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not contain %q", err, tc.want)
 			}
-			if errors.Is(err, partition.ErrNotFound) != tc.notFound {
-				t.Fatalf("error %q: errors.Is(partition.ErrNotFound) = %v", err, !tc.notFound)
+			if errors.Is(err, probe.ErrNotFound) != tc.notFound {
+				t.Fatalf("error %q: errors.Is(probe.ErrNotFound) = %v", err, !tc.notFound)
 			}
 		})
 	}
@@ -199,13 +199,13 @@ func TestFind(t *testing.T) {
 	if _, err := Find(parts, "resin-boot"); err == nil || !strings.Contains(err.Error(), "/dev/mmcblk0p1 (resin-boot) and /dev/sda1 (RESIN-BOOT)") {
 		t.Fatalf("Find boot on two disks: %v", err)
 	}
-	if _, err := Find(parts, "balena-data"); !errors.Is(err, partition.ErrNotFound) {
+	if _, err := Find(parts, "balena-data"); !errors.Is(err, probe.ErrNotFound) {
 		t.Fatalf("Find missing label: %v", err)
 	}
 	if _, err := Find(parts); err == nil {
 		t.Fatal("Find without labels succeeded")
 	}
-	if _, err := Find(parts, ""); !errors.Is(err, partition.ErrNotFound) {
+	if _, err := Find(parts, ""); !errors.Is(err, probe.ErrNotFound) {
 		t.Fatalf("Find of an empty label matched unlabelled partition 4: %v", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
+	"github.com/hostos/hostos/rootfs/probe"
 )
 
 // Scan lists the partitions the kernel knows under sysRoot (normally "/sys") with their device nodes under
@@ -59,7 +60,7 @@ func Scan(sysRoot, devRoot string) ([]Partition, error) {
 			Number: n,
 		}
 		p.Dev, _ = readAttr(dir, "dev")
-		if err := probe(&p); err != nil {
+		if err := probeFS(&p); err != nil {
 			return nil, fmt.Errorf("scan partitions: %w", err)
 		}
 		t, ok := tables[p.Disk]
@@ -110,9 +111,9 @@ func devName(dir string) string {
 	return strings.ReplaceAll(filepath.Base(dir), "!", "/")
 }
 
-// probe fills the label and filesystem UUID from the partition's node. A node that is missing or not
+// probeFS fills the label and filesystem UUID from the partition's node. A node that is missing or not
 // readable to us is left to the udev links; a failing read is an error.
-func probe(p *Partition) error {
+func probeFS(p *Partition) error {
 	d, err := disk.Open(p.Device, false)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENXIO) || errors.Is(err, syscall.ENODEV) {
 		return nil // no node, or the device went away since sysfs listed it
@@ -121,7 +122,7 @@ func probe(p *Partition) error {
 		return fmt.Errorf("probe %s: %w", p.Device, err)
 	}
 	defer d.Close()
-	fstype, label, err := partition.Probe(d, 0, d.Size())
+	fstype, label, err := probe.Filesystem(d, 0, d.Size())
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", p.Device, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/hostos/hostos/rootfs/enginestore"
 	"github.com/hostos/hostos/rootfs/ext4"
 	"github.com/hostos/hostos/rootfs/fat"
+	"github.com/hostos/hostos/rootfs/probe"
 )
 
 // Report is what Inspect finds.
@@ -97,7 +98,7 @@ func Inspect(d disk.Disk, opts ...Option) (*Report, error) {
 	}
 	r := newReport(d, t)
 	for _, p := range t.Partitions {
-		fstype, label, _ := partition.Probe(d, p.Start, p.Size)
+		fstype, label, _ := probe.Filesystem(d, p.Start, p.Size)
 		if label == "" {
 			label = p.Name
 		}
@@ -150,7 +151,7 @@ func newReport(d disk.Disk, t *partition.Table) *Report {
 }
 
 func (r *Report) osRelease(d disk.Disk, t *partition.Table, bfs *fat.FS) {
-	if root, err := partition.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
+	if root, err := probe.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
 		if b, err := ext4.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
 			r.setOS(b, fmt.Sprintf("partition %d /etc/os-release", root.Number))
 			if r.OSVersion != "" {
@@ -230,7 +231,7 @@ type EngineImage struct {
 
 // preloaded reads apps.json and the engine store of the data partition; nil when there is neither.
 func preloaded(d disk.Disk, t *partition.Table) *Preloaded {
-	data, err := partition.Locate(d, t, "resin-data", "balena-data")
+	data, err := probe.Locate(d, t, "resin-data", "balena-data")
 	if err != nil {
 		return nil
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/hostos/hostos/rootfs/enginestore"
 	"github.com/hostos/hostos/rootfs/ext4"
 	"github.com/hostos/hostos/rootfs/fat"
+	"github.com/hostos/hostos/rootfs/probe"
 	"github.com/hostos/hostos/rootfs/tree"
 )
 
@@ -65,6 +66,10 @@ type Options struct {
 	Release apps.Release
 	// Pin sets pinDevice; Force replaces an apps.json that differs.
 	Pin, Force bool
+	// Supervisor, [IMAGE=]SOURCE, preloads the supervisor image tagged as balenaOS's docker-disk recipe
+	// tags it (see supervisor); SupervisorVersion is its version. Alone, without a compose file or an
+	// image, it writes no apps.json.
+	Supervisor, SupervisorVersion string
 	// Grow grows the image file, the partition table and the data partition when the release does not
 	// fit; the data partition must be the last one.
 	Grow bool
@@ -86,6 +91,9 @@ type Result struct {
 	AppName  string    `json:"appName"`
 	Commit   string    `json:"commit"`
 	Services []Service `json:"services"`
+	// Supervisor is the supervisor image preloaded with Options.Supervisor, named by its
+	// balena_supervisor tag.
+	Supervisor *Service `json:"supervisor,omitempty"`
 	// LayerBytes is the engine size of the layers written now.
 	LayerBytes int64 `json:"layerBytes"`
 	// Changed is false when the image already held all of it.
@@ -137,19 +145,31 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 	for _, w := range warnings {
 		logf(w)
 	}
-	sources, names, err := o.sources(project)
-	if err != nil {
-		return nil, err
+	var (
+		sources   []*source
+		file      *apps.File
+		appsBytes []byte // nil: no apps.json to write
+	)
+	if project != nil {
+		var names map[string]string
+		if sources, names, err = o.sources(project); err != nil {
+			return nil, err
+		}
+		rel := o.Release
+		rel.Images = names
+		if file, err = apps.FromCompose(project, rel, o.Pin); err != nil {
+			return nil, err
+		}
+		if appsBytes, err = file.Encode(); err != nil {
+			return nil, err
+		}
 	}
-	rel := o.Release
-	rel.Images = names
-	file, err := apps.FromCompose(project, rel, o.Pin)
-	if err != nil {
-		return nil, err
-	}
-	appsBytes, err := file.Encode()
-	if err != nil {
-		return nil, err
+	var sup *source
+	if o.Supervisor != "" {
+		if sup, err = supervisor(o.Supervisor, o.SupervisorVersion); err != nil {
+			return nil, err
+		}
+		sources = append(sources, sup)
 	}
 
 	algo, err := compression(image)
@@ -185,7 +205,7 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 		if err != nil {
 			return nil, err
 		}
-		if f.appsJSON != nil && string(f.appsJSON) != string(appsBytes) && !o.Force {
+		if appsBytes != nil && f.appsJSON != nil && string(f.appsJSON) != string(appsBytes) && !o.Force {
 			return nil, fmt.Errorf("%s: the data partition holds another apps.json (--force replaces it): %w", image, ErrAppsJSON)
 		}
 		reg := o.Registry
@@ -292,7 +312,15 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 
 	res := &Result{Image: image, Output: dest, Platform: platformString(fa.platform), Changed: wrote.Changed() || grown,
 		LayerBytes: added.LayerBytes, Warnings: warnings, DataBytes: fa.data.Size}
-	for uuid, app := range file.Apps {
+	if sup != nil {
+		res.Supervisor = &Service{Name: "supervisor", Image: sup.tags[1], ImageID: added.Images[len(sources)-1].ID.String(),
+			Size: added.Images[len(sources)-1].Size}
+	}
+	var appsMap map[string]apps.App
+	if file != nil {
+		appsMap = file.Apps
+	}
+	for uuid, app := range appsMap {
 		res.AppUUID, res.AppName = uuid, app.Name
 		for commit, r := range app.Releases {
 			res.Commit = commit
@@ -303,6 +331,9 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 	}
 	sort.Slice(res.Services, func(i, j int) bool { return res.Services[i].Name < res.Services[j].Name })
 	for i, s := range sources {
+		if s == sup {
+			continue
+		}
 		w := added.Images[i]
 		for j := range res.Services {
 			for _, name := range s.services {
@@ -371,6 +402,8 @@ func (o Options) project() (*compose.Project, []string, error) {
 			return nil, nil, errors.New("preload: service images are for a compose file, not with a single image")
 		}
 		return compose.Default(imageName(o.Image)), nil, nil
+	case o.Compose == nil && o.Supervisor != "":
+		return nil, nil, nil
 	case o.Compose == nil:
 		return nil, nil, errors.New("preload: no compose file and no image")
 	}
@@ -511,7 +544,7 @@ func readFacts(p string) (*facts, error) {
 	if f.platform, err = container.PlatformOf(arch); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	if f.data, err = partition.Locate(d, t, DataLabels...); err != nil {
+	if f.data, err = probe.Locate(d, t, DataLabels...); err != nil {
 		return nil, fmt.Errorf("%s: data partition: %w", p, err)
 	}
 	fsys, err := ext4.Open(d, f.data.Start, f.data.Size)
@@ -665,8 +698,10 @@ func layOut(staging string, fa *facts, appsBytes []byte, stamp time.Time) ([]tre
 		}
 		return own(p)
 	}
-	if err := write(AppsJSON, appsBytes, 0o644); err != nil {
-		return nil, err
+	if appsBytes != nil {
+		if err := write(AppsJSON, appsBytes, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	if !fa.reset {
 		if err := write(ResetMarker, nil, 0o644); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/bootfs"
+	"github.com/hostos/hostos/rootfs/probe"
 )
 
 // DeviceOptions locate the pieces of a running device; empty fields take balenaOS's places.
@@ -79,7 +80,7 @@ func openDeviceDisk(d disk.Disk, active, inactive device.Root, o DeviceOptions) 
 		Slots: map[bootenv.Slot]partition.Partition{}, Labels: map[bootenv.Slot]string{}}
 	for slot, role := range slotRoles {
 		labels := role.Labels()
-		p, err := partition.Locate(d, t, labels...)
+		p, err := probe.Locate(d, t, labels...)
 		if err != nil {
 			return nil, fmt.Errorf("root slot %s: %w", slot, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/ext4"
+	"github.com/hostos/hostos/rootfs/probe"
 	"github.com/hostos/hostos/tests/testtool"
 )
 
@@ -74,7 +75,7 @@ func TestWriteSlotDigests(t *testing.T) {
 				if err := ext4.Check(context.Background(), img, slot.Start); err != nil {
 					t.Fatal(err)
 				}
-				if _, label, _ := partition.Probe(d, slot.Start, slot.Size); label != "resin-rootB" {
+				if _, label, _ := probe.Filesystem(d, slot.Start, slot.Size); label != "resin-rootB" {
 					t.Errorf("label %q", label)
 				}
 			})

@@ -12,6 +12,7 @@ import (
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/bootfs"
 	"github.com/hostos/hostos/rootfs/ext4"
+	"github.com/hostos/hostos/rootfs/probe"
 )
 
 // slotRoles are the layout's roles of the root slots.
@@ -49,7 +50,7 @@ func OpenImage(d disk.Disk, booted bootenv.Slot) (*Target, error) {
 	if err := tg.locateSlots(d, t); err != nil {
 		return nil, err
 	}
-	state, err := partition.Locate(d, t, partition.State.Labels()...)
+	state, err := probe.Locate(d, t, partition.State.Labels()...)
 	if err != nil {
 		return nil, fmt.Errorf("state partition: %w", err)
 	}
@@ -71,16 +72,16 @@ func OpenImage(d disk.Disk, booted bootenv.Slot) (*Target, error) {
 func (tg *Target) locateSlots(d disk.Disk, t *partition.Table) error {
 	found := map[bootenv.Slot]error{}
 	for slot, role := range slotRoles {
-		p, err := partition.Locate(d, t, role.Labels()...)
+		p, err := probe.Locate(d, t, role.Labels()...)
 		if err != nil {
-			if !errors.Is(err, partition.ErrNotFound) {
+			if !errors.Is(err, probe.ErrNotFound) {
 				return fmt.Errorf("root slot %s: %w", slot, err)
 			}
 			found[slot] = err
 			continue
 		}
 		// A slot holds its filesystem, or none while it is being written (a GPT name still finds it).
-		if fstype, _, _ := partition.Probe(d, p.Start, p.Size); fstype != "" && fstype != role.Filesystem() {
+		if fstype, _, _ := probe.Filesystem(d, p.Start, p.Size); fstype != "" && fstype != role.Filesystem() {
 			return fmt.Errorf("root slot %s: partition %d holds %s, not %s", slot, p.Number, fstype, role.Filesystem())
 		}
 		tg.Slots[slot], tg.Labels[slot] = p, p.Label
@@ -98,7 +99,7 @@ func (tg *Target) locateSlots(d disk.Disk, t *partition.Table) error {
 		if !ok {
 			return fmt.Errorf("root slot %s: %w", slot, err)
 		}
-		if _, label, _ := partition.Probe(d, p.Start, p.Size); label != "" {
+		if _, label, _ := probe.Filesystem(d, p.Start, p.Size); label != "" {
 			return fmt.Errorf("root slot %s: partition %d carries label %q: %w", slot, n, label, err)
 		}
 		prefix := strings.TrimSuffix(tg.Labels[slot.Other()], string(slot.Other()))

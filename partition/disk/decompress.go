@@ -3,16 +3,12 @@ package disk
 import (
 	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 // Compression names the compression of an image file by its magic bytes: "zstd", "xz", "gzip", "zip",
@@ -50,51 +46,15 @@ func Decompress(ctx context.Context, src, dst string, progress func(done, total 
 	if err != nil {
 		return err
 	}
-	algo, err := Compression(in)
+	dec, err := NewDecompressed(in, fi.Size(), src, progress)
 	if err != nil {
-		return fmt.Errorf("%s: %w", src, err)
+		return err
 	}
-	if progress == nil {
-		progress = func(int64, int64) {}
-	}
-	var done int64
-	pr := &progressReader{r: in, done: &done, total: fi.Size(), progress: progress}
-	var r io.Reader
-	switch algo {
-	case "zstd":
-		zr, err := zstd.NewReader(pr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return fmt.Errorf("%s: %w", src, err)
-		}
-		defer zr.Close()
-		r = zr
-	case "xz":
-		xr, err := xz.NewReader(pr)
-		if err != nil {
-			return fmt.Errorf("%s: %w", src, err)
-		}
-		r = xr
-	case "gzip":
-		gr, err := gzip.NewReader(pr)
-		if err != nil {
-			return fmt.Errorf("%s: %w", src, err)
-		}
-		defer gr.Close()
-		r = gr
-	case "zip":
-		zf, err := zipImage(in, fi.Size(), src)
-		if err != nil {
-			return err
-		}
-		rc, err := zf.Open()
-		if err != nil {
-			return fmt.Errorf("%s: %s: %w", src, zf.Name, err)
-		}
-		defer rc.Close()
-		r = &progressReader{r: rc, done: &done, total: int64(zf.UncompressedSize64), progress: progress}
-	default:
+	defer dec.Close()
+	if dec.Compression == "" {
 		return fmt.Errorf("%s: not a compressed image", src)
 	}
+	var r io.Reader = dec
 	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err

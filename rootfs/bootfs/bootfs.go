@@ -11,6 +11,7 @@ import (
 	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/fat"
+	"github.com/hostos/hostos/rootfs/probe"
 )
 
 // FS is what configuring and updating need of a boot partition. Names are absolute slash paths
@@ -40,11 +41,11 @@ func Locate(d disk.Disk, t *partition.Table) (partition.Partition, error) {
 			return partition.Partition{}, err
 		}
 	}
-	p, err := partition.Locate(d, t, partition.Boot.ImageLabels()...)
+	p, err := probe.Locate(d, t, partition.Boot.ImageLabels()...)
 	if err == nil {
 		return p, nil
 	}
-	if !errors.Is(err, partition.ErrNotFound) {
+	if !errors.Is(err, probe.ErrNotFound) {
 		return p, err
 	}
 	for _, p := range t.Partitions {

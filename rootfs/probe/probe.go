@@ -1,4 +1,6 @@
-package partition
+// Package probe reads which filesystem a partition holds and its label, and finds partitions by label as
+// balenaOS does: the filesystem side of the layout, kept out of the partition table codecs.
+package probe
 
 import (
 	"encoding/binary"
@@ -8,10 +10,10 @@ import (
 	"strings"
 )
 
-// Probe reads the filesystem type ("vfat", "ext4", "ext3", "ext2", "" unknown) and label of the filesystem at
+// Filesystem reads the filesystem type ("vfat", "ext4", "ext3", "ext2", "" unknown) and label of the filesystem at
 // [off, off+size). An unknown or unreadable-as-filesystem region is not an error; a failing read is.
 // For FAT it prefers the volume-label entry of the root directory over the copy in the boot sector.
-func Probe(r io.ReaderAt, off, size int64) (fstype, label string, err error) {
+func Filesystem(r io.ReaderAt, off, size int64) (fstype, label string, err error) {
 	if off < 0 || size < 0 {
 		return "", "", fmt.Errorf("probe filesystem: negative offset %d or size %d", off, size)
 	}
@@ -170,4 +172,15 @@ func scanDir(r io.ReaderAt, off, n int64) (label string, found, end bool, err er
 		}
 	}
 	return "", false, false, nil
+}
+
+func readFull(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }

@@ -1,4 +1,4 @@
-package partition
+package probe
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
 )
 
@@ -16,21 +17,21 @@ var ErrNotFound = errors.New("partition not found")
 // every label for an exact match, in order, then every label ignoring case (old balena images say RESIN-BOOT).
 // Two partitions matching the same label is an error: balenaOS finds partitions by label, so a duplicate is
 // ambiguous. A nil t reads the table from d. The returned partition carries its probed filesystem label.
-func Locate(d disk.Disk, t *Table, labels ...string) (Partition, error) {
+func Locate(d disk.Disk, t *partition.Table, labels ...string) (partition.Partition, error) {
 	if len(labels) == 0 {
-		return Partition{}, errors.New("locate partition: no label given")
+		return partition.Partition{}, errors.New("locate partition: no label given")
 	}
 	if t == nil {
 		var err error
-		if t, err = Read(d, d.Size(), d.SectorSize()); err != nil {
-			return Partition{}, fmt.Errorf("locate partition: %w", err)
+		if t, err = partition.Read(d, d.Size(), d.SectorSize()); err != nil {
+			return partition.Partition{}, fmt.Errorf("locate partition: %w", err)
 		}
 	}
-	probed := make([]Partition, len(t.Partitions))
+	probed := make([]partition.Partition, len(t.Partitions))
 	for i, p := range t.Partitions {
-		_, label, err := Probe(d, p.Start, p.Size)
+		_, label, err := Filesystem(d, p.Start, p.Size)
 		if err != nil {
-			return Partition{}, fmt.Errorf("locate partition: partition %d: %w", p.Number, err)
+			return partition.Partition{}, fmt.Errorf("locate partition: partition %d: %w", p.Number, err)
 		}
 		p.Label = label
 		probed[i] = p
@@ -40,7 +41,7 @@ func Locate(d disk.Disk, t *Table, labels ...string) (Partition, error) {
 			if want == "" {
 				continue
 			}
-			var found []Partition
+			var found []partition.Partition
 			for _, p := range probed {
 				if labelMatch(p.Label, want, fold) || labelMatch(p.Name, want, fold) {
 					found = append(found, p)
@@ -56,7 +57,7 @@ func Locate(d disk.Disk, t *Table, labels ...string) (Partition, error) {
 				for i, p := range found {
 					nums[i] = strconv.Itoa(p.Number)
 				}
-				return Partition{}, fmt.Errorf("locate partition %q: partitions %s all carry it", want, strings.Join(nums, ", "))
+				return partition.Partition{}, fmt.Errorf("locate partition %q: partitions %s all carry it", want, strings.Join(nums, ", "))
 			}
 		}
 	}
@@ -64,7 +65,7 @@ func Locate(d disk.Disk, t *Table, labels ...string) (Partition, error) {
 	for i, l := range labels {
 		quoted[i] = strconv.Quote(l)
 	}
-	return Partition{}, fmt.Errorf("locate partition %s: %w", strings.Join(quoted, " or "), ErrNotFound)
+	return partition.Partition{}, fmt.Errorf("locate partition %s: %w", strings.Join(quoted, " or "), ErrNotFound)
 }
 
 func labelMatch(have, want string, fold bool) bool {

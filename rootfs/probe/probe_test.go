@@ -1,4 +1,4 @@
-package partition
+package probe
 
 import (
 	"errors"
@@ -7,11 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
 )
 
-func TestProbe(t *testing.T) {
-	const m = MiB
+func TestFilesystem(t *testing.T) {
+	const m = partition.MiB
 	tests := []struct {
 		name      string
 		size      int64
@@ -59,7 +60,7 @@ func TestProbe(t *testing.T) {
 			}
 			defer d.Close()
 			tt.format(t, path, off, tt.size)
-			fstype, label, err := Probe(d, off, tt.size)
+			fstype, label, err := Filesystem(d, off, tt.size)
 			if err != nil {
 				t.Fatalf("Probe: %v", err)
 			}
@@ -77,36 +78,25 @@ func TestProbe(t *testing.T) {
 
 func TestProbeShortRegion(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "disk.img")
-	d, err := disk.Create(path, 4*MiB)
+	d, err := disk.Create(path, 4*partition.MiB)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	mkfsExt4(t, path, 0, 4*MiB, "cut")
+	mkfsExt4(t, path, 0, 4*partition.MiB, "cut")
 	// A region too short for the superblock is not a filesystem, and not an error.
-	if fstype, label, err := Probe(d, 0, 1500); err != nil || fstype != "" || label != "" {
+	if fstype, label, err := Filesystem(d, 0, 1500); err != nil || fstype != "" || label != "" {
 		t.Errorf("Probe of 1500 bytes = %q, %q, %v, want nothing", fstype, label, err)
 	}
-	if fstype, _, err := Probe(d, 0, 4*MiB); err != nil || fstype != "ext4" {
+	if fstype, _, err := Filesystem(d, 0, 4*partition.MiB); err != nil || fstype != "ext4" {
 		t.Errorf("Probe of the whole filesystem = %q, %v, want ext4", fstype, err)
 	}
-	if _, _, err := Probe(d, -1, 10); err == nil {
+	if _, _, err := Filesystem(d, -1, 10); err == nil {
 		t.Error("Probe at a negative offset succeeded")
 	}
 }
 
 // overwrite writes s at off of the image.
-func overwrite(t *testing.T, image string, off int64, s string) {
-	t.Helper()
-	d, err := disk.Open(image, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if _, err := d.WriteAt([]byte(s), off); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestLocate(t *testing.T) {
 	type want struct {
@@ -117,11 +107,11 @@ func TestLocate(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		kind   Kind
+		kind   partition.Kind
 		labels []string // filesystem label of each part in layout order; "" leaves it unformatted
 		finds  []want
 	}{
-		{"balena msdos, old upper-case boot label", MSDOS,
+		{"balena msdos, old upper-case boot label", partition.MSDOS,
 			[]string{"RESIN-BOOT", "resin-rootA", "resin-rootB", "resin-state", "resin-data"},
 			[]want{
 				{labels: []string{"resin-boot"}, number: 1},
@@ -132,7 +122,7 @@ func TestLocate(t *testing.T) {
 				{labels: []string{"RESIN-DATA"}, number: 6},
 				{labels: []string{"flash-boot"}, errIs: ErrNotFound},
 			}},
-		{"msdos duplicates", MSDOS,
+		{"msdos duplicates", partition.MSDOS,
 			[]string{"resin-boot", "RESIN-BOOT", "dup", "", "dup"},
 			[]want{
 				{labels: []string{"resin-boot"}, number: 1}, // exact beats case-insensitive
@@ -141,11 +131,11 @@ func TestLocate(t *testing.T) {
 				{labels: []string{"dup"}, contains: "partitions 3, 6"},
 				{labels: []string{"nothing", "dup"}, contains: "partitions 3, 6"},
 			}},
-		{"gpt names and labels", GPT,
+		{"gpt names and labels", partition.GPT,
 			[]string{"RESIN-BOOT", "resin-rootA", "", "", "resin-data"},
 			[]want{
-				{labels: []string{"resin-boot"}, number: 1},  // the GPT name matches exactly
-				{labels: []string{"resin-rootB"}, number: 3}, // unformatted: found by GPT name alone
+				{labels: []string{"resin-boot"}, number: 1},  // the partition.GPT name matches exactly
+				{labels: []string{"resin-rootB"}, number: 3}, // unformatted: found by partition.GPT name alone
 				{labels: []string{"resin-state"}, number: 4},
 				{labels: []string{"resin-data"}, number: 5},
 				{labels: []string{"balena-data"}, errIs: ErrNotFound},
@@ -153,7 +143,7 @@ func TestLocate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tab, path, _ := planAndWrite(t, Layout{Kind: tt.kind, Alignment: 4 * MiB, Parts: balenaParts(), Seed: []byte(tt.name)})
+			tab, path, _ := planAndWrite(t, partition.Layout{Kind: tt.kind, Alignment: 4 * partition.MiB, Parts: balenaParts(), Seed: []byte(tt.name)})
 			for i, p := range tab.Partitions {
 				switch l := tt.labels[i]; {
 				case l == "":
@@ -168,12 +158,12 @@ func TestLocate(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer d.Close()
-			read, err := Read(d, d.Size(), d.SectorSize())
+			read, err := partition.Read(d, d.Size(), d.SectorSize())
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, w := range tt.finds {
-				for _, table := range []*Table{read, nil} {
+				for _, table := range []*partition.Table{read, nil} {
 					p, err := Locate(d, table, w.labels...)
 					if w.number != 0 {
 						if err != nil || p.Number != w.number {
@@ -204,3 +194,18 @@ func TestLocate(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestLocateRefusesInvalidTable: nothing is located through a table whose partitions overlap.
+func TestLocateRefusesInvalidTable(t *testing.T) {
+	_, path, _ := planAndWrite(t, partition.Layout{Kind: partition.MSDOS, Alignment: 4 * partition.MiB, Parts: balenaParts(), Seed: []byte("x")})
+	// Partition 2 (rootA) grown over partition 3.
+	overwrite(t, path, 446+16+12, "\x00\x00\x20\x00")
+	d, err := disk.Open(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := Locate(d, nil, "resin-rootA"); !errors.Is(err, partition.ErrInvalidTable) {
+		t.Errorf("Locate: %v, want ErrInvalidTable", err)
+	}
+}
