@@ -50,6 +50,7 @@ bench: deps hostos oracle
 	scripts/bench-build.sh
 	HOSTOS=$(OUT)/hostos HOSTOS_ORACLE=$$(cd $(ORACLE_DIR) && pwd)/balena-oracle.js scripts/bench-configure.sh
 	HOSTOS=$(OUT)/hostos scripts/bench-update.sh
+	HOSTOS=$(OUT)/hostos scripts/bench-flash.sh
 
 # Parse layers/meta-hostos with the bitbake of a poky checkout (scarthgap or newer): make check-layer POKY_DIR=...
 check-layer:
