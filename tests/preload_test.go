@@ -219,7 +219,8 @@ func TestPreload(t *testing.T) {
 	outside := hashOutside(t, fx.img, fx.dataOff, fx.dataN)
 	out := filepath.Join(fx.dir, "preloaded.img")
 	res := mustHostos(t, nil, nil, "preload", fx.img, "-o", out, "--compose", fx.compose,
-		"--images", "one="+fx.one, "--images", "two="+fx.two, "--app-name", "demo", "--json")
+		"--images", "one="+fx.one, "--images", "two="+fx.two, "--app-name", "demo", "--json",
+		"--supervisor", supervisorImage+"="+fx.two)
 	var summary struct {
 		Changed  bool
 		Services []struct{ Name, Image, ImageID string }
@@ -264,8 +265,14 @@ func TestPreload(t *testing.T) {
 			}
 		}
 	}
-	if services["one"] != "hostos-test/one:v1" || services["two"] != "hostos-test/two:v1" {
+	if len(services) != 2 || services["one"] != "hostos-test/one:v1" || services["two"] != "hostos-test/two:v1" {
 		t.Errorf("apps.json services: %v", services)
+	}
+	// The supervisor is tagged as balenaOS's docker-disk recipe tags it.
+	for repo, tag := range map[string]string{"balena/amd64-supervisor": supervisorImage, "balena_supervisor": "balena_supervisor:v14.11.3"} {
+		if _, ok := repos.Repositories[repo][tag]; !ok {
+			t.Errorf("repositories.json has no %s: %v", tag, repos.Repositories)
+		}
 	}
 	for _, p := range []string{"/resin-data", "/remove_me_to_reset"} {
 		if _, err := ext4.ReadDir(mustOpenFile(t, out), fx.dataOff, fx.dataN, "/"); err != nil {
@@ -287,7 +294,8 @@ func TestPreload(t *testing.T) {
 
 	// A second identical preload, in place, changes nothing.
 	before := testtool.SHA256(t, out)
-	mustHostos(t, nil, nil, "preload", out, "--compose", fx.compose, "--images", "one="+fx.one, "--images", "two="+fx.two, "--app-name", "demo")
+	mustHostos(t, nil, nil, "preload", out, "--compose", fx.compose, "--images", "one="+fx.one, "--images", "two="+fx.two, "--app-name", "demo",
+		"--supervisor", supervisorImage+"="+fx.two)
 	if testtool.SHA256(t, out) != before {
 		t.Error("a second identical preload changed the image")
 	}
@@ -297,9 +305,54 @@ func TestPreload(t *testing.T) {
 
 	// The real engine lists and runs both images.
 	engineRuns(t, out, fx.dataOff, map[string]string{
-		"hostos-test/one:v1": "hello from service one\n",
-		"hostos-test/two:v1": "hello from service two\n",
+		"hostos-test/one:v1":         "hello from service one\n",
+		"hostos-test/two:v1":         "hello from service two\n",
+		"balena_supervisor:v14.11.3": "hello from service two\n",
+		supervisorImage:              "hello from service two\n",
 	})
+}
+
+// supervisorImage is the name the fixture supervisor is preloaded under.
+const supervisorImage = "balena/amd64-supervisor:v14.11.3"
+
+// TestPreloadSupervisor preloads only a supervisor image (from an OCI layout, version given apart): it is
+// tagged as balenaOS tags it, no apps.json is written into a fresh image, and an apps.json already there
+// is kept byte for byte.
+func TestPreloadSupervisor(t *testing.T) {
+	fx := newPreloadFixture(t)
+	out := filepath.Join(fx.dir, "supervisor.img")
+	mustHostos(t, nil, nil, "preload", fx.img, "-o", out, "--supervisor", "balena/amd64-supervisor="+fx.one, "--supervisor-version", "14.11.3")
+	var repos struct{ Repositories map[string]map[string]string }
+	must(t, json.Unmarshal(readDataFile(t, out, fx.dataOff, fx.dataN, "/docker/image/overlay2/repositories.json"), &repos))
+	if repos.Repositories["balena/amd64-supervisor"]["balena/amd64-supervisor:latest"] == "" ||
+		repos.Repositories["balena_supervisor"]["balena_supervisor:v14.11.3"] == "" {
+		t.Errorf("repositories.json: %v", repos.Repositories)
+	}
+	f, err := os.Open(out)
+	must(t, err)
+	defer f.Close()
+	if _, err := ext4.ReadFile(f, fx.dataOff, fx.dataN, "/apps.json"); err == nil {
+		t.Error("a supervisor-only preload wrote apps.json")
+	}
+	if err := ext4.Check(t.Context(), out, fx.dataOff); err != nil {
+		t.Error(err)
+	}
+
+	single := filepath.Join(fx.dir, "single.yml")
+	must(t, os.WriteFile(single, []byte("version: '2.1'\nservices:\n  app:\n    image: hostos-test/app:v1\n"), 0o644))
+	withApps := filepath.Join(fx.dir, "with-apps.img")
+	mustHostos(t, nil, nil, "preload", fx.img, "-o", withApps, "--compose", single, "--images", "app="+fx.one)
+	before := readDataFile(t, withApps, fx.dataOff, fx.dataN, "/apps.json")
+	mustHostos(t, nil, nil, "preload", withApps, "--supervisor", supervisorImage+"="+fx.two)
+	if after := readDataFile(t, withApps, fx.dataOff, fx.dataN, "/apps.json"); !bytes.Equal(after, before) {
+		t.Errorf("a supervisor preload changed apps.json:\n%s\n%s", before, after)
+	}
+	// A local source without a name, and a name without a version, are refused.
+	for _, args := range [][]string{{"--supervisor", fx.two}, {"--supervisor", "balena/amd64-supervisor=" + fx.two}} {
+		if r := hostos(t, nil, nil, append([]string{"preload", fx.img}, args...)...); r.code == 0 || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+			t.Errorf("preload %v: exit %d, %q", args, r.code, r.stderr)
+		}
+	}
 }
 
 // engineRuns starts a real dockerd on the data partition at off of img and checks that it lists each

@@ -21,7 +21,7 @@ func newPreloadCmd() *cobra.Command {
 		regAuth                             string
 	)
 	cmd := &cobra.Command{
-		Use:   "preload IMAGE (--compose FILE | --image REF)",
+		Use:   "preload IMAGE (--compose FILE | --image REF) [--supervisor [IMAGE=]SOURCE]",
 		Short: "Put a release's containers and apps.json into the data partition of a balenaOS image, offline",
 		Long: `Preload a release into a balenaOS image: its container images go into the engine store on the data
 partition (written directly, no daemon, no root) and apps.json tells the supervisor to run them on first
@@ -30,8 +30,8 @@ for the image's architecture. The work happens on a copy renamed into place when
 partition's bytes change. A compressed image needs --output.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if (composeFile == "") == (image == "") {
-				return usageError{errors.New("give exactly one of --compose FILE and --image REF")}
+			if composeFile != "" && image != "" || composeFile == "" && image == "" && o.Supervisor == "" {
+				return usageError{errors.New("give exactly one of --compose FILE and --image REF (or only --supervisor)")}
 			}
 			if composeFile != "" {
 				b, err := readFlagFile(composeFile, "compose file", compose.MaxSize)
@@ -82,9 +82,14 @@ partition's bytes change. A compressed image needs --output.`,
 			w := cmd.OutOrStdout()
 			if !res.Changed {
 				fmt.Fprintf(w, "%s: already preloaded, nothing written\n", terminalSafe(res.Output))
+			} else if res.AppUUID == "" {
+				fmt.Fprintf(w, "%s: preloaded, no app, %d MiB of layers written (%s)\n", terminalSafe(res.Output), res.LayerBytes>>20, res.Platform)
 			} else {
 				fmt.Fprintf(w, "%s: preloaded %s (%s), release %s, %d MiB of layers written (%s)\n", terminalSafe(res.Output),
 					terminalSafe(res.AppName), res.AppUUID, res.Commit, res.LayerBytes>>20, res.Platform)
+			}
+			if s := res.Supervisor; s != nil {
+				fmt.Fprintf(w, "  %-16s %s  %s  %d MiB\n", "(supervisor)", terminalSafe(s.Image), shortID(s.ImageID), s.Size>>20)
 			}
 			for _, s := range res.Services {
 				fmt.Fprintf(w, "  %-16s %s  %s  %d MiB\n", terminalSafe(s.Name), terminalSafe(s.Image), shortID(s.ImageID), s.Size>>20)
@@ -103,6 +108,8 @@ partition's bytes change. A compressed image needs --output.`,
 	fl.StringVar(&release, "release", "", "release `COMMIT` (default derived from the compose file and images)")
 	fl.BoolVar(&o.Pin, "pin", false, "pin the device to this release (pinDevice)")
 	fl.BoolVar(&o.Force, "force", false, "replace an apps.json already on the data partition")
+	fl.StringVar(&o.Supervisor, "supervisor", "", "`[IMAGE=]SOURCE`: also preload the supervisor image IMAGE (default: SOURCE's docker:// reference), tagged IMAGE without its digest and balena_supervisor:VERSION as balenaOS's own images carry it")
+	fl.StringVar(&o.SupervisorVersion, "supervisor-version", "", "the supervisor's `VERSION` (default: IMAGE's tag, when it is a version)")
 	fl.BoolVar(&o.Grow, "grow", false, "when the release does not fit, grow the image file, its partition table and the data partition (the last one)")
 	fl.StringVar(&regAuth, "registry-auth", "", "registry credentials: `USER:PASSWORD`, or a FILE holding that line (default: the docker config's, else anonymous)")
 	fl.BoolVar(&asJSON, "json", false, "print a JSON summary")
