@@ -94,8 +94,7 @@ type plan struct {
 	table     *partition.Table
 	layout    partition.Layout
 	root      *tree.Staged // nil for an ext4 image source
-	rootKind  tree.Kind
-	rootSrc   string
+	rootfs    *ext4.Root
 	bootFiles []fat.File
 	version   string
 	seed      []byte
@@ -135,6 +134,9 @@ func Build(ctx context.Context, spec *Spec, out string, opts ...Option) (*Result
 	if err := p.write(ctx, tmp, &o); err != nil {
 		return nil, err
 	}
+	if err := spec.preloadInto(ctx, tmp, &o); err != nil {
+		return nil, err
+	}
 	if err := os.Rename(tmp, out); err != nil {
 		return nil, fmt.Errorf("output %s: %w", out, err)
 	}
@@ -167,10 +169,10 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 			return nil, err
 		}
 	}
-	p.rootSrc = src
-	if p.root, p.rootKind, err = stageRoot(ctx, src, work, o.progress); err != nil {
+	if p.rootfs, err = ext4.OpenRoot(ctx, src, work, func(done, total int64) { o.progress("stage root filesystem", done, total) }); err != nil {
 		return nil, err
 	}
+	p.root = p.rootfs.Tree
 
 	// Layout.
 	kindTable := partition.Kind(firstNonEmpty(spec.PartitionTable, dt.PartitionTable, "msdos"))
@@ -199,7 +201,7 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 	}
 
 	// Root filesystem fit, before anything is written.
-	if err := checkRootFit(p.root, src, int64(sizes.Root)*mib); err != nil {
+	if err := p.rootfs.Fit(int64(sizes.Root)*mib, ext4.Options{InodeRatio: rootInodeRatio}, "the root partition"); err != nil {
 		return nil, err
 	}
 
@@ -267,51 +269,6 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 // rootInodeRatio is the bytes-per-inode of root filesystems, which hold many small files.
 const rootInodeRatio = 8192
 
-// stageRoot readies the root filesystem source src for ext4.Make: a directory is used in place, an
-// archive or container image is staged into work/root, and an ext4 image is left as it is (nil tree).
-func stageRoot(ctx context.Context, src, work string, progress ProgressFunc) (*tree.Staged, tree.Kind, error) {
-	kind, err := tree.Detect(src)
-	if err != nil {
-		return nil, "", fmt.Errorf("root filesystem: %w", err)
-	}
-	var root *tree.Staged
-	switch kind {
-	case tree.KindDir:
-		root, err = tree.Scan(src)
-	case tree.KindExt4:
-	default:
-		root, err = tree.Stage(ctx, src, filepath.Join(work, "root"), func(done, total int64) {
-			progress("stage root filesystem", done, total)
-		})
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("root filesystem %s: %w", src, err)
-	}
-	return root, kind, nil
-}
-
-// checkRootFit refuses a root filesystem that does not fit a root partition of rootSize bytes: the
-// staged tree root, or the ext4 image src when root is nil.
-func checkRootFit(root *tree.Staged, src string, rootSize int64) error {
-	if root != nil {
-		need := ext4.Estimate(root, ext4.Options{InodeRatio: rootInodeRatio})
-		if need > rootSize {
-			return fmt.Errorf("root filesystem does not fit: it needs %d MiB, the root partition has %d MiB (short by %d MiB)",
-				ceilMiB(need), rootSize/mib, ceilMiB(need-rootSize))
-		}
-		return nil
-	}
-	fi, err := os.Stat(src)
-	if err != nil {
-		return fmt.Errorf("root filesystem: %w", err)
-	}
-	if fi.Size() > rootSize {
-		return fmt.Errorf("root filesystem image %s does not fit: it is %d MiB, the root partition has %d MiB (short by %d MiB)",
-			src, ceilMiB(fi.Size()), rootSize/mib, ceilMiB(fi.Size()-rootSize))
-	}
-	return nil
-}
-
 // write assembles the image file at tmp.
 func (p *plan) write(ctx context.Context, tmp string, o *options) error {
 	size := p.layout.TotalSize
@@ -354,11 +311,7 @@ func (p *plan) write(ctx context.Context, tmp string, o *options) error {
 	run(func() error {
 		o.progress("write "+LabelRootA, 0, 1)
 		var err error
-		if p.root == nil {
-			err = ext4.CopyImage(ctx, tmp, parts[1].Start, parts[1].Size, p.rootSrc, LabelRootA)
-		} else {
-			err = ext4.Make(ctx, tmp, parts[1].Start, parts[1].Size, p.fsOpts[1], p.root)
-		}
+		err = p.rootfs.Write(ctx, tmp, parts[1].Start, parts[1].Size, p.fsOpts[1], LabelRootA)
 		if err != nil {
 			return fmt.Errorf("%s: %w", LabelRootA, err)
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/hostos/hostos/hostapp/bundle"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/ext4"
-	"github.com/hostos/hostos/rootfs/tree"
 )
 
 // BundleOptions says what Bundle puts into an update bundle.
@@ -113,18 +112,18 @@ func Bundle(ctx context.Context, o BundleOptions, w io.Writer) (bundle.Metadata,
 			return bundle.Metadata{}, err
 		}
 	}
-	root, _, err := stageRoot(ctx, src, work, progress)
+	rootfs, err := ext4.OpenRoot(ctx, src, work, func(done, total int64) { progress("stage root filesystem", done, total) })
 	if err != nil {
 		return bundle.Metadata{}, err
 	}
-	if err := checkRootFit(root, src, rootSize); err != nil {
+	if err := rootfs.Fit(rootSize, ext4.Options{InodeRatio: rootInodeRatio}, "the root partition"); err != nil {
 		return bundle.Metadata{}, err
 	}
 	img := filepath.Join(work, "rootfs.ext4")
-	if err := p.bundleImage(ctx, img, src, root, rootSize, !o.Epoch.IsZero(), progress); err != nil {
+	if err := p.bundleImage(ctx, img, rootfs, rootSize, !o.Epoch.IsZero(), progress); err != nil {
 		return bundle.Metadata{}, err
 	}
-	if root != nil && root.Dir != src {
+	if root := rootfs.Tree; root != nil && root.Dir != src {
 		// The staged copy is no longer needed; free its space before compressing.
 		os.RemoveAll(root.Dir)
 	}
@@ -143,50 +142,34 @@ func Bundle(ctx context.Context, o BundleOptions, w io.Writer) (bundle.Metadata,
 	}, w)
 }
 
-// bundleImage makes the unlabelled root filesystem image of a bundle at img: from the staged tree root,
-// size bytes large, or, when root is nil, as a copy of the ext4 image src.
-func (p *plan) bundleImage(ctx context.Context, img, src string, root *tree.Staged, size int64, reproducible bool, progress ProgressFunc) error {
+// bundleImage makes the unlabelled root filesystem image of a bundle at img: from the staged tree,
+// size bytes large, or a copy of an ext4 image at its own size.
+func (p *plan) bundleImage(ctx context.Context, img string, root *ext4.Root, size int64, reproducible bool, progress ProgressFunc) error {
 	const step = "make root filesystem"
 	progress(step, 0, 1)
-	var fo ext4.Options
+	fo := ext4.Options{InodeRatio: rootInodeRatio}
 	if reproducible {
 		h := sha256.New()
 		fmt.Fprintf(h, "hostos bundle\n%s\n%s\n%d\n%d\n", p.dt.Slug, p.version, p.mtime.Unix(), size)
-		if root != nil {
-			fmt.Fprintf(h, "%d %d\n", root.Entries, root.Bytes)
+		if root.Tree != nil {
+			fmt.Fprintf(h, "%d %d\n", root.Tree.Entries, root.Tree.Bytes)
 		}
 		p.seed = h.Sum(nil)
 		fo.Time = p.mtime
 		fo.UUID = p.derivedUUID("fs-uuid rootfs")
 		fo.HashSeed = p.derivedUUID("hash-seed rootfs")
 	}
-	if root == nil {
-		f, err := os.Open(src)
-		if err != nil {
-			return fmt.Errorf("root filesystem: %w", err)
-		}
-		size, err = ext4.FilesystemSize(f, 0)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("root filesystem image %s: %w", src, err)
+	if root.Tree == nil {
+		var err error
+		if size, err = root.Need(fo); err != nil {
+			return err
 		}
 	}
 	if err := createSized(img, size); err != nil {
 		return fmt.Errorf("root filesystem image: %w", err)
 	}
-	if root == nil {
-		if err := ext4.CopyImage(ctx, img, 0, size, src, ""); err != nil {
-			return fmt.Errorf("root filesystem: %w", err)
-		}
-		d := ext4.Debugfs{Image: img, Time: fo.Time}
-		if err := d.Apply(ctx, []string{`ssv volume_name ""`}); err != nil {
-			return fmt.Errorf("root filesystem: clear the label of the copy of %s: %w", src, err)
-		}
-	} else {
-		fo.InodeRatio = rootInodeRatio
-		if err := ext4.Make(ctx, img, 0, size, fo, root); err != nil {
-			return fmt.Errorf("root filesystem: %w", err)
-		}
+	if err := root.Write(ctx, img, 0, size, fo, ""); err != nil {
+		return fmt.Errorf("root filesystem: %w", err)
 	}
 	progress(step, 1, 1)
 	return nil

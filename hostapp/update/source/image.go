@@ -156,9 +156,8 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 
 	size := o.RootSize / blockSize * blockSize
 	opts := ext4.Options{InodeRatio: rootInodeRatio, BlockSize: blockSize}
-	if need := ext4.Estimate(root, opts); need > size {
-		return nil, fmt.Errorf("update %s: %w: its root filesystem needs %d MiB, the slot has %d MiB (short by %d MiB)",
-			what, ErrTooLarge, ceilMiB(need), size/mib, ceilMiB(need-size))
+	if err := root.Fit(size, opts, "the slot"); err != nil {
+		return nil, fmt.Errorf("update %s: %w: %w", what, ErrTooLarge, err)
 	}
 	const step = "make root filesystem"
 	o.Progress(step, 0, 1)
@@ -166,7 +165,7 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 	if err := createSized(img, size); err != nil {
 		return nil, fmt.Errorf("update %s: %w", what, err)
 	}
-	if err := ext4.Make(ctx, img, 0, size, opts, root); err != nil {
+	if err := root.Write(ctx, img, 0, size, opts, ""); err != nil {
 		if errors.Is(err, ext4.ErrNoSpace) {
 			err = fmt.Errorf("%w: %w", ErrTooLarge, err)
 		}
@@ -194,11 +193,11 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 // stage readies src for ext4.Make: a directory is used in place, anything else is staged into work/root,
 // once its entries and bytes were counted against the slot. Staging refuses entries that would land
 // outside the root.
-func stage(ctx context.Context, src string, kind tree.Kind, work string, o Options) (*tree.Staged, error) {
+func stage(ctx context.Context, src string, kind tree.Kind, work string, o Options) (*ext4.Root, error) {
 	var err error
 	switch kind {
 	case tree.KindDir:
-		return tree.Scan(src)
+		return ext4.StageRoot(ctx, src, kind, work, nil)
 	case tree.KindExt4:
 		return nil, fmt.Errorf("%s: an ext4 image where a tree was expected", src)
 	case tree.KindOCI:
@@ -213,7 +212,7 @@ func stage(ctx context.Context, src string, kind tree.Kind, work string, o Optio
 	if err := checkFits(ctx, src, kind, o.RootSize/blockSize*blockSize, o.Progress); err != nil {
 		return nil, err
 	}
-	return tree.Stage(ctx, src, filepath.Join(work, "root"), func(done, total int64) {
+	return ext4.StageRoot(ctx, src, kind, work, func(done, total int64) {
 		o.Progress("stage root filesystem", done, total)
 	})
 }

@@ -1,0 +1,100 @@
+package ext4
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hostos/hostos/rootfs/tree"
+)
+
+// Root is a root filesystem source made ready to become an ext4 filesystem: a staged tree (a directory
+// is used in place; an archive or a container image is staged), or an ext4 image copied as it is. It is
+// the one way build, bundle create and update turn what they are given into a root filesystem.
+type Root struct {
+	Tree  *tree.Staged // nil for an ext4 image
+	Image string       // the ext4 image, when Tree is nil
+}
+
+// OpenRoot readies src: a directory in place, an ext4 image as it is, anything else (tar, compressed tar,
+// OCI layout, docker save archive) staged into work/root. progress follows the staging.
+func OpenRoot(ctx context.Context, src, work string, progress func(done, total int64)) (*Root, error) {
+	kind, err := tree.Detect(src)
+	if err != nil {
+		return nil, fmt.Errorf("root filesystem: %w", err)
+	}
+	return StageRoot(ctx, src, kind, work, progress)
+}
+
+// StageRoot is OpenRoot for a source whose kind the caller detected (and checked) already.
+func StageRoot(ctx context.Context, src string, kind tree.Kind, work string, progress func(done, total int64)) (*Root, error) {
+	var (
+		t   *tree.Staged
+		err error
+	)
+	switch kind {
+	case tree.KindExt4:
+		return &Root{Image: src}, nil
+	case tree.KindDir:
+		t, err = tree.Scan(src)
+	default:
+		t, err = tree.Stage(ctx, src, filepath.Join(work, "root"), progress)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("root filesystem %s: %w", src, err)
+	}
+	return &Root{Tree: t}, nil
+}
+
+// Need is the size in bytes of the smallest filesystem holding r with options o: the estimate for a
+// tree, the filesystem's own size for an ext4 image.
+func (r *Root) Need(o Options) (int64, error) {
+	if r.Tree != nil {
+		return Estimate(r.Tree, o), nil
+	}
+	f, err := os.Open(r.Image)
+	if err != nil {
+		return 0, fmt.Errorf("root filesystem: %w", err)
+	}
+	defer f.Close()
+	n, err := FilesystemSize(f, 0)
+	if err != nil {
+		return 0, fmt.Errorf("root filesystem image %s: %w", r.Image, err)
+	}
+	return n, nil
+}
+
+// Fit refuses, with an error wrapping ErrNoSpace that names the shortfall, a root that does not fit a
+// filesystem of size bytes (what names the place: "the root partition", "the slot").
+func (r *Root) Fit(size int64, o Options, what string) error {
+	need, err := r.Need(o)
+	if err != nil {
+		return err
+	}
+	if need > size {
+		return fmt.Errorf("root filesystem does not fit: it needs %d MiB, %s has %d MiB (short by %d MiB): %w",
+			ceilMiB(need), what, size>>20, ceilMiB(need-size), ErrNoSpace)
+	}
+	return nil
+}
+
+func ceilMiB(n int64) int64 { return (n + 1<<20 - 1) >> 20 }
+
+// Write makes the filesystem at [off, off+size) of img: Make from the tree, or a copy of the ext4 image
+// carrying label ("" keeps no label).
+func (r *Root) Write(ctx context.Context, img string, off, size int64, o Options, label string) error {
+	if r.Tree != nil {
+		return Make(ctx, img, off, size, o, r.Tree)
+	}
+	if err := CopyImage(ctx, img, off, size, r.Image, label); err != nil {
+		return err
+	}
+	if label == "" {
+		d := Debugfs{Image: img, Offset: off, Time: o.Time}
+		if err := d.Apply(ctx, []string{`ssv volume_name ""`}); err != nil {
+			return fmt.Errorf("clear the label of the copy of %s: %w", r.Image, err)
+		}
+	}
+	return nil
+}
