@@ -1,0 +1,326 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// A delta is a header naming the base it applies to and the full chunk index of the new image, followed
+// by a zstd stream of the new image's chunks that the base lacks, in index order:
+//
+//	"HOSTOSDL" | version u32 | base size u64 | base sha256 [32] | base version (u16 length, bytes)
+//	| index length u64 | index (Index.MarshalBinary) | zstd(chunk data ...)
+var deltaMagic = []byte("HOSTOSDL")
+
+const (
+	deltaVersion   = 1
+	maxVersionLen  = 256
+	maxIndexLength = 1 << 30
+)
+
+// Sentinels callers branch on.
+var (
+	ErrWrongBase = errors.New("delta does not apply to this base")
+	ErrCorrupt   = errors.New("delta is damaged")
+)
+
+// Header is what a delta says before its chunks.
+type Header struct {
+	BaseSize    int64
+	BaseSum     [32]byte
+	BaseVersion string
+	Index       Index
+}
+
+// Stats describe a delta made by Create.
+type Stats struct {
+	Chunks, NewChunks int
+	NewBytes          int64
+	DeltaBytes        int64
+}
+
+// Create writes to w a delta that turns base (baseSize bytes, of version baseVersion) into target
+// (targetSize bytes): target's chunk index and the chunks of target that base lacks, zstd-compressed.
+func Create(ctx context.Context, base io.ReaderAt, baseSize int64, baseVersion string, target io.ReaderAt, targetSize int64, p Params, w io.Writer) (Stats, error) {
+	var st Stats
+	if len(baseVersion) > maxVersionLen {
+		return st, fmt.Errorf("base version: longer than %d bytes", maxVersionLen)
+	}
+	have := map[[32]byte]bool{}
+	whole := sha256.New()
+	err := Split(ctxReader(ctx, io.NewSectionReader(base, 0, baseSize)), p, func(c Chunk, data []byte) error {
+		have[c.Sum] = true
+		whole.Write(data)
+		return nil
+	})
+	if err != nil {
+		return st, fmt.Errorf("chunk base: %w", err)
+	}
+	idx := Index{Params: p, Size: targetSize}
+	err = Split(ctxReader(ctx, io.NewSectionReader(target, 0, targetSize)), p, func(c Chunk, _ []byte) error {
+		idx.Chunks = append(idx.Chunks, c)
+		return nil
+	})
+	if err != nil {
+		return st, fmt.Errorf("chunk target: %w", err)
+	}
+	ib, _ := idx.MarshalBinary()
+	cw := &countWriter{w: w}
+	var hdr bytes.Buffer
+	hdr.Write(deltaMagic)
+	binary.Write(&hdr, binary.BigEndian, uint32(deltaVersion))
+	binary.Write(&hdr, binary.BigEndian, uint64(baseSize))
+	hdr.Write(whole.Sum(nil))
+	binary.Write(&hdr, binary.BigEndian, uint16(len(baseVersion)))
+	hdr.WriteString(baseVersion)
+	binary.Write(&hdr, binary.BigEndian, uint64(len(ib)))
+	hdr.Write(ib)
+	if _, err := cw.Write(hdr.Bytes()); err != nil {
+		return st, fmt.Errorf("write delta: %w", err)
+	}
+	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return st, err
+	}
+	buf := make([]byte, p.Max)
+	st.Chunks = len(idx.Chunks)
+	for _, c := range idx.Chunks {
+		if have[c.Sum] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			zw.Close()
+			return st, err
+		}
+		if _, err := target.ReadAt(buf[:c.Len], c.Off); err != nil {
+			zw.Close()
+			return st, fmt.Errorf("read target at %d: %w", c.Off, err)
+		}
+		if _, err := zw.Write(buf[:c.Len]); err != nil {
+			zw.Close()
+			return st, fmt.Errorf("write delta: %w", err)
+		}
+		st.NewChunks++
+		st.NewBytes += c.Len
+	}
+	if err := zw.Close(); err != nil {
+		return st, fmt.Errorf("write delta: %w", err)
+	}
+	st.DeltaBytes = cw.n
+	return st, nil
+}
+
+// ReadHeader decodes a delta's header from its first bytes; it returns the header and the payload's
+// offset.
+func ReadHeader(d io.ReaderAt, size int64) (Header, int64, error) {
+	var h Header
+	r := io.NewSectionReader(d, 0, size)
+	fixed := make([]byte, 8+4+8+32+2)
+	if _, err := io.ReadFull(r, fixed); err != nil || !bytes.Equal(fixed[:8], deltaMagic) {
+		return h, 0, fmt.Errorf("%w: not a hostos delta", ErrCorrupt)
+	}
+	if v := binary.BigEndian.Uint32(fixed[8:]); v != deltaVersion {
+		return h, 0, fmt.Errorf("%w: delta version %d", ErrCorrupt, v)
+	}
+	h.BaseSize = int64(binary.BigEndian.Uint64(fixed[12:]))
+	copy(h.BaseSum[:], fixed[20:52])
+	vl := int(binary.BigEndian.Uint16(fixed[52:]))
+	if vl > maxVersionLen || h.BaseSize < 0 {
+		return h, 0, fmt.Errorf("%w: bad header", ErrCorrupt)
+	}
+	vb := make([]byte, vl+8)
+	if _, err := io.ReadFull(r, vb); err != nil {
+		return h, 0, fmt.Errorf("%w: truncated header", ErrCorrupt)
+	}
+	h.BaseVersion = string(vb[:vl])
+	il := binary.BigEndian.Uint64(vb[vl:])
+	pos := int64(len(fixed) + len(vb))
+	if il > maxIndexLength || int64(il) > size-pos {
+		return h, 0, fmt.Errorf("%w: truncated index (%d bytes announced)", ErrCorrupt, il)
+	}
+	ib := make([]byte, il)
+	if _, err := io.ReadFull(r, ib); err != nil {
+		return h, 0, fmt.Errorf("%w: truncated index", ErrCorrupt)
+	}
+	if err := h.Index.UnmarshalBinary(ib); err != nil {
+		return h, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return h, pos + int64(il), nil
+}
+
+// Apply writes to w the image the delta d (size bytes) describes, from the chunks of base (whose first
+// BaseSize bytes must be the base the delta was made from) and the delta's own. Everything is checked
+// before the first byte is written: the base's digest, then every chunk of the delta (its sha256 against
+// the index, none missing, nothing after the last); while writing, each chunk taken from base is hashed
+// again. progress, if not nil, gets the bytes written and the image size.
+func Apply(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.ReaderAt, size int64, w io.Writer, progress func(done, total int64)) (Header, error) {
+	h, payload, err := ReadHeader(d, size)
+	if err != nil {
+		return h, err
+	}
+	if progress == nil {
+		progress = func(int64, int64) {}
+	}
+	need := "base " + hex.EncodeToString(h.BaseSum[:8])
+	if h.BaseVersion != "" {
+		need = "version " + h.BaseVersion
+	}
+	if baseAvail < h.BaseSize {
+		return h, fmt.Errorf("%w: it needs %s (%d bytes), the base has %d bytes", ErrWrongBase, need, h.BaseSize, baseAvail)
+	}
+	// The base's chunks, found by splitting it with the delta's parameters.
+	at := map[[32]byte]int64{}
+	whole := sha256.New()
+	err = Split(ctxReader(ctx, io.NewSectionReader(base, 0, h.BaseSize)), h.Index.Params, func(c Chunk, data []byte) error {
+		if _, ok := at[c.Sum]; !ok {
+			at[c.Sum] = c.Off
+		}
+		whole.Write(data)
+		return nil
+	})
+	if err != nil {
+		return h, fmt.Errorf("read base: %w", err)
+	}
+	if !bytes.Equal(whole.Sum(nil), h.BaseSum[:]) {
+		return h, fmt.Errorf("%w: it needs %s, the running slot differs", ErrWrongBase, need)
+	}
+	// Pass 1: every chunk the delta carries, checked without writing.
+	if err := eachNew(ctx, h, at, d, payload, size, func(Chunk, []byte) error { return nil }); err != nil {
+		return h, err
+	}
+	// Pass 2: the image, chunk by chunk.
+	var done int64
+	buf := make([]byte, h.Index.Params.Max)
+	next := 0
+	write := func(b []byte) error {
+		if _, err := w.Write(b); err != nil {
+			return fmt.Errorf("write image at %d: %w", done, err)
+		}
+		done += int64(len(b))
+		progress(done, h.Index.Size)
+		return nil
+	}
+	fromBase := func(upto int) error {
+		for ; next < upto; next++ {
+			c := h.Index.Chunks[next]
+			off, ok := at[c.Sum]
+			if !ok {
+				return nil // a new chunk: the caller writes it
+			}
+			b := buf[:c.Len]
+			if _, err := base.ReadAt(b, off); err != nil {
+				return fmt.Errorf("read base at %d: %w", off, err)
+			}
+			if sha256.Sum256(b) != c.Sum {
+				return fmt.Errorf("%w: base chunk at %d changed while applying", ErrWrongBase, off)
+			}
+			if err := write(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err = eachNew(ctx, h, at, d, payload, size, func(c Chunk, data []byte) error {
+		i := indexOf(h.Index.Chunks, next, c.Off)
+		if err := fromBase(i); err != nil {
+			return err
+		}
+		next = i + 1
+		return write(data)
+	})
+	if err != nil {
+		return h, err
+	}
+	if err := fromBase(len(h.Index.Chunks)); err != nil {
+		return h, err
+	}
+	if done != h.Index.Size {
+		return h, fmt.Errorf("%w: wrote %d of %d bytes", ErrCorrupt, done, h.Index.Size)
+	}
+	return h, nil
+}
+
+// indexOf finds the chunk at offset off, searching from i.
+func indexOf(chunks []Chunk, i int, off int64) int {
+	for i < len(chunks) && chunks[i].Off != off {
+		i++
+	}
+	return i
+}
+
+// eachNew decodes the delta's payload and calls fn with each chunk of the index that base lacks, in
+// order, after checking its sha256.
+func eachNew(ctx context.Context, h Header, at map[[32]byte]int64, d io.ReaderAt, payload, size int64, fn func(Chunk, []byte) error) error {
+	zr, err := zstd.NewReader(io.NewSectionReader(d, payload, size-payload), zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	defer zr.Close()
+	buf := make([]byte, h.Index.Params.Max)
+	for i, c := range h.Index.Chunks {
+		if _, ok := at[c.Sum]; ok {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b := buf[:c.Len]
+		if _, err := io.ReadFull(zr, b); err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("%w: chunk %d (%x) is missing", ErrCorrupt, i, c.Sum[:8])
+			}
+			return fmt.Errorf("%w: chunk %d (%x): truncated or unreadable: %v", ErrCorrupt, i, c.Sum[:8], oneLine(err))
+		}
+		if sha256.Sum256(b) != c.Sum {
+			return fmt.Errorf("%w: chunk %d (%x): sha256 mismatch", ErrCorrupt, i, c.Sum[:8])
+		}
+		if err := fn(c, b); err != nil {
+			return err
+		}
+	}
+	var one [1]byte
+	if n, err := zr.Read(one[:]); n > 0 {
+		return fmt.Errorf("%w: data after the last chunk", ErrCorrupt)
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: after the last chunk: %v", ErrCorrupt, oneLine(err))
+	}
+	return nil
+}
+
+func oneLine(err error) string {
+	return string(bytes.Join(bytes.Fields([]byte(err.Error())), []byte(" ")))
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// ctxReader ends a read with ctx's error once ctx is done.
+func ctxReader(ctx context.Context, r io.Reader) io.Reader { return &ctxR{ctx, r} }
+
+type ctxR struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxR) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(b)
+}
