@@ -583,3 +583,61 @@ func fileSize(t *testing.T, p string) int64 {
 	must(t, err)
 	return fi.Size()
 }
+
+// TestBuildPreload builds an image from a spec with a [preload] table (a compose file and its images,
+// relative to the spec): resin-data holds apps.json naming the app and the engine store with both
+// images, e2fsck -fn is clean, and a spec naming both a compose file and an image is refused by key.
+func TestBuildPreload(t *testing.T) {
+	fx := newPreloadFixture(t)
+	b := newFixture(t, "genericx86-64-ext", "msdos", "[sizes]\nboot = 40\nroot = 64\nstate = 8\ndata = 64\n")
+	run(t, "cp", "-a", fx.one, filepath.Join(filepath.Dir(b.spec), "one-oci"))
+	run(t, "cp", fx.compose, filepath.Join(filepath.Dir(b.spec), "docker-compose.yml"))
+	spec, err := os.ReadFile(b.spec)
+	must(t, err)
+	with := string(spec) + fmt.Sprintf(`
+[preload]
+compose = "docker-compose.yml"
+app_name = "built"
+pin = true
+images = { one = "one-oci", two = %q }
+`, fx.two)
+	must(t, os.WriteFile(b.spec, []byte(with), 0o644))
+	mustHostos(t, []string{"SOURCE_DATE_EPOCH=1700000000"}, nil, "build", "--spec", b.spec, "-o", b.out)
+	var off, n int64
+	for _, p := range sfdiskJSON(t, b.out).Partitions {
+		if strings.HasSuffix(p.Node, "6") {
+			off, n = p.Start*512, p.Size*512
+		}
+	}
+	f, err := apps.Decode(readDataFile(t, b.out, off, n, "/apps.json"))
+	must(t, err)
+	must(t, f.Validate())
+	if !f.PinDevice {
+		t.Error("pin = true did not set pinDevice")
+	}
+	for _, app := range f.Apps {
+		if app.Name != "built" {
+			t.Errorf("app name %q, want built", app.Name)
+		}
+	}
+	var repos struct{ Repositories map[string]map[string]string }
+	must(t, json.Unmarshal(readDataFile(t, b.out, off, n, "/docker/image/overlay2/repositories.json"), &repos))
+	for _, name := range []string{"hostos-test/one", "hostos-test/two"} {
+		if repos.Repositories[name][name+":v1"] == "" {
+			t.Errorf("repositories.json has no %s:v1: %v", name, repos.Repositories)
+		}
+	}
+	if err := ext4.Check(t.Context(), b.out, off); err != nil {
+		t.Error(err)
+	}
+	if l := leftovers(t, filepath.Dir(b.out)); len(l) > 0 {
+		t.Errorf("temporary files left: %v", l)
+	}
+
+	bad := string(spec) + "\n[preload]\ncompose = \"docker-compose.yml\"\nimage = \"one-oci\"\n"
+	must(t, os.WriteFile(b.spec, []byte(bad), 0o644))
+	r := hostos(t, nil, nil, "build", "--spec", b.spec, "-o", filepath.Join(t.TempDir(), "bad.img"))
+	if r.code == 0 || !strings.Contains(r.stderr, "preload") {
+		t.Errorf("a [preload] with compose and image: exit %d, %s", r.code, r.stderr)
+	}
+}

@@ -22,6 +22,8 @@ type Spec struct {
 	Sizes          Sizes  `toml:"sizes"`
 	Rootfs         Rootfs `toml:"rootfs"`
 	Boot           Boot   `toml:"boot"`
+	// Preload, when set, is a release preloaded into resin-data (see Preload).
+	Preload *Preload `toml:"preload"`
 
 	// Dir is the directory relative paths in the spec are taken from (the spec file's directory).
 	Dir string `toml:"-"`
@@ -125,6 +127,9 @@ func (s *Spec) validate() error {
 			return fmt.Errorf("key %q: %d MiB is more than the %d MiB (16 TiB) an image may have", v.key, v.n, maxSpecMiB)
 		}
 	}
+	if err := s.Preload.validate(); err != nil {
+		return err
+	}
 	for _, f := range s.Boot.Files {
 		if _, err := ParseBootFile(f); err != nil {
 			return fmt.Errorf("key \"boot.files\": %w", err)
@@ -146,5 +151,5 @@ func (s *Spec) path(p string) string {
 
 // Inputs are the files and directories the spec names, which no output may overwrite.
 func (s *Spec) Inputs() []string {
-	return []string{s.File, s.path(s.Rootfs.Source)}
+	return append([]string{s.File, s.path(s.Rootfs.Source)}, s.preloadInputs()...)
 }
