@@ -37,17 +37,25 @@ HOSTOS_SYSTEM_CONNECTIONS ?= ""
 HOSTOS_SIGNING_KEY ?= ""
 # developmentMode in config.json.
 HOSTOS_DEVELOPMENT ?= "0"
+# A release preloaded into resin-data at build time (the spec's [preload] table): a compose file, its
+# services' images as space-separated SERVICE=SOURCE (an OCI layout directory, a docker save or OCI
+# archive, or docker://registry/repo:tag; a relative path is taken from TOPDIR) and the app's name.
+# Empty: nothing preloaded.
+HOSTOS_PRELOAD_COMPOSE ?= ""
+HOSTOS_PRELOAD_IMAGES ?= ""
+HOSTOS_PRELOAD_APP_NAME ?= ""
 
 # Every variable a hostos image type reads: changing one rebuilds the image.
 HOSTOS_IMG_VARS = "HOSTOS_DEVICE_TYPE HOSTOS_VERSION HOSTOS_PARTITION_TABLE HOSTOS_ALIGNMENT \
     HOSTOS_BOOT_SIZE HOSTOS_ROOT_SIZE HOSTOS_STATE_SIZE HOSTOS_DATA_SIZE HOSTOS_IMAGE_SIZE \
     HOSTOS_BOOT_PARTITION_FILES HOSTOS_CONFIG_JSON HOSTOS_SPLASH HOSTOS_OS_RELEASE \
-    HOSTOS_SYSTEM_CONNECTIONS HOSTOS_DEVELOPMENT IMAGE_ROOTFS DEPLOY_DIR_IMAGE"
+    HOSTOS_SYSTEM_CONNECTIONS HOSTOS_DEVELOPMENT HOSTOS_PRELOAD_COMPOSE HOSTOS_PRELOAD_IMAGES \
+    HOSTOS_PRELOAD_APP_NAME IMAGE_ROOTFS DEPLOY_DIR_IMAGE"
 HOSTOS_BUNDLE_VARS = "HOSTOS_DEVICE_TYPE HOSTOS_VERSION HOSTOS_BOOT_PARTITION_FILES HOSTOS_SIGNING_KEY \
     IMAGE_ROOTFS DEPLOY_DIR_IMAGE"
 
-# The native tools each type runs: hostos, and what hostos runs (mkfs.ext4, debugfs, e2fsck; mkfs.vfat,
-# fsck.vfat; mmd, mcopy).
+# The native tools each type runs: hostos, and what hostos runs (mkfs.ext4, debugfs, e2fsck, resize2fs;
+# mkfs.vfat, fsck.vfat; mmd, mcopy).
 HOSTOS_IMG_DEPENDS ?= "hostos-native e2fsprogs-native dosfstools-native mtools-native"
 HOSTOS_BUNDLE_DEPENDS ?= "hostos-native e2fsprogs-native"
 
@@ -71,6 +79,23 @@ def hostos_path(d, var):
 def hostos_paths(d, var):
     """The files var names, space-separated, each as hostos_path."""
     return [os.path.join(d.getVar('TOPDIR'), p) for p in (d.getVar(var) or '').split()]
+
+def hostos_preload_images(d):
+    """HOSTOS_PRELOAD_IMAGES as (service, source) pairs, a local source made absolute as hostos_path."""
+    pairs = []
+    for item in (d.getVar('HOSTOS_PRELOAD_IMAGES') or '').split():
+        service, sep, src = item.partition('=')
+        if not sep or not service or not src:
+            bb.fatal('HOSTOS_PRELOAD_IMAGES: "%s": want SERVICE=SOURCE' % item)
+        if not src.startswith('docker://'):
+            src = os.path.join(d.getVar('TOPDIR'), src)
+        pairs.append((service, src))
+    return pairs
+
+def hostos_preload_files(d):
+    """The local files and directories the preload reads, for file-checksums."""
+    files = [src for _, src in hostos_preload_images(d) if not src.startswith('docker://')]
+    return ' '.join('%s:%s' % (p, os.path.exists(p)) for p in files if ':' not in p)
 
 def hostos_mib(d, var):
     """var as a whole number of MiB, or '' when empty (hostos then uses the device type's default)."""
@@ -122,6 +147,15 @@ def hostos_spec(d):
         ('os_release', path('HOSTOS_OS_RELEASE')),
         ('system_connections', strings(hostos_paths(d, 'HOSTOS_SYSTEM_CONNECTIONS'))),
     ])
+    images = hostos_preload_images(d)
+    if images and not d.getVar('HOSTOS_PRELOAD_COMPOSE'):
+        bb.fatal('HOSTOS_PRELOAD_IMAGES is set but HOSTOS_PRELOAD_COMPOSE is not')
+    if d.getVar('HOSTOS_PRELOAD_COMPOSE'):
+        lines += table('preload', [
+            ('compose', path('HOSTOS_PRELOAD_COMPOSE')),
+            ('app_name', string('HOSTOS_PRELOAD_APP_NAME')),
+            ('images', '{ ' + ', '.join('%s = %s' % (q(k), q(v)) for k, v in images) + ' }' if images else ''),
+        ])
     return '\n'.join(lines)
 
 def hostos_bundle_args(d):
@@ -165,7 +199,8 @@ HOSTOS_SPEC_END
 do_image_hostos_img[cleandirs] = "${HOSTOS_IMG_WORKDIR}"
 do_image_hostos_img[vardeps] += "${HOSTOS_IMG_VARS}"
 do_image_hostos_img[depends] += "${@' '.join('%s:do_populate_sysroot' % r for r in d.getVar('HOSTOS_IMG_DEPENDS').split())}"
-do_image_hostos_img[file-checksums] += "${@hostos_file_checksums(d, 'HOSTOS_CONFIG_JSON HOSTOS_SPLASH HOSTOS_OS_RELEASE', 'HOSTOS_SYSTEM_CONNECTIONS')}"
+do_image_hostos_img[file-checksums] += "${@hostos_file_checksums(d, 'HOSTOS_CONFIG_JSON HOSTOS_SPLASH HOSTOS_OS_RELEASE HOSTOS_PRELOAD_COMPOSE', 'HOSTOS_SYSTEM_CONNECTIONS')}"
+do_image_hostos_img[file-checksums] += "${@hostos_preload_files(d)}"
 # Boot partition files come from DEPLOY_DIR_IMAGE: everything the image depends on must have deployed.
 do_image_hostos_img[recrdeptask] += "do_deploy"
 
