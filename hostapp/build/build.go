@@ -137,7 +137,7 @@ func Build(ctx context.Context, spec *Spec, out string, opts ...Option) (*Result
 	if err := spec.preloadInto(ctx, tmp, &o); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp, out); err != nil {
+	if err := disk.Publish(tmp, out); err != nil {
 		return nil, fmt.Errorf("output %s: %w", out, err)
 	}
 	return p.result(out, time.Since(start)), nil

@@ -61,7 +61,7 @@ func Image(ctx context.Context, image, output string, o Options, progress func(d
 	if err != nil {
 		return Result{}, err
 	}
-	if err := os.Rename(tmp, output); err != nil {
+	if err := disk.Publish(tmp, output); err != nil {
 		return Result{}, fmt.Errorf("output: %w", err)
 	}
 	return res, nil

@@ -353,11 +353,8 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 	if err := d.Close(); err != nil {
 		return nil, fmt.Errorf("copy of %s: %w", image, err)
 	}
-	if err := os.Rename(cp, dest); err != nil {
+	if err := disk.Publish(cp, dest); err != nil {
 		return nil, fmt.Errorf("output: %w", err)
-	}
-	if err := disk.SyncDir(filepath.Dir(dest)); err != nil {
-		return nil, err
 	}
 	return res, nil
 }

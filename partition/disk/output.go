@@ -94,20 +94,37 @@ func (o *Output) Commit() error {
 	if o.done {
 		return fmt.Errorf("output %s: already finished", o.path)
 	}
-	err := o.File.Sync()
-	if cerr := o.File.Close(); err == nil {
-		err = cerr
-	}
+	o.done = true
+	err := o.File.Close()
 	if err == nil {
-		err = os.Rename(o.File.Name(), o.path)
+		err = Publish(o.File.Name(), o.path)
 	}
 	if err != nil {
 		os.Remove(o.File.Name())
-		o.done = true
 		return fmt.Errorf("output %s: %w", o.path, err)
 	}
-	o.done = true
-	return SyncDir(filepath.Dir(o.path))
+	return nil
+}
+
+// Publish puts the finished file tmp at dest in one step, the one fsync discipline of every hostos output:
+// tmp's data is made durable, tmp is renamed over dest (same file system: atomic), and the directory is
+// made durable. A crash leaves dest as it was or as tmp was, never a mix.
+func Publish(tmp, dest string) error {
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(dest))
 }
 
 // Abort removes the temporary file unless Commit succeeded.
