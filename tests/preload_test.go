@@ -3,11 +3,13 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,9 +48,10 @@ func main() {
 // preloadFixture holds a built image and the OCI layouts of the fixture images.
 type preloadFixture struct {
 	dir, img       string
-	one, two       string // OCI layouts sharing a base layer
-	arm, corrupt   string // an arm64 image; image one with a damaged layer blob
-	big            string // an image too big for the data partition
+	one, two       string   // OCI layouts sharing a base layer
+	arm, corrupt   string   // an arm64 image; image one with a damaged layer blob
+	base           v1.Layer // the layer with the fixture program, shared by the images
+	big            string   // an image too big for the data partition
 	compose        string
 	dataOff, dataN int64
 }
@@ -114,6 +117,7 @@ func newPreloadFixture(t *testing.T) *preloadFixture {
 	bin, err := os.ReadFile(filepath.Join(src, "hello"))
 	must(t, err)
 	base := layerTar(t, map[string][]byte{"bin/hello": bin}, []string{"bin/", "bin/hello"})
+	fx.base = base
 	top := func(msg string) v1.Layer {
 		return layerTar(t, map[string][]byte{"msg": []byte(msg)}, []string{"msg"})
 	}
@@ -446,43 +450,138 @@ func TestPreloadErrors(t *testing.T) {
 	}
 }
 
-// TestPreloadKilled kills preload at a few points: the image is then byte-identical to before or the
-// complete preloaded image, never anything between.
+// TestPreloadKilled kills preload (SIGKILL to it and its debugfs) while it works on a release with a
+// 60 MB incompressible layer: when its work directory appears beside the image, as soon as debugfs runs
+// and again deep into debugfs's write, and at points spread over a complete run's duration. The image is
+// then byte-identical to before or the complete preloaded image, never anything between; killed while
+// debugfs runs, it is the image as it was.
 func TestPreloadKilled(t *testing.T) {
 	fx := newPreloadFixture(t)
-	args := []string{"preload", "", "--compose", fx.compose, "--images", "one=" + fx.one, "--images", "two=" + fx.two}
-	// The complete result, for comparison.
-	done := filepath.Join(fx.dir, "done.img")
-	run(t, "cp", "--sparse=always", fx.img, done)
+	b := newFixture(t, "genericx86-64-ext", "msdos", "[sizes]\nboot = 40\nroot = 64\nstate = 8\ndata = 160\n")
+	mustHostos(t, nil, nil, "build", "--spec", b.spec, "-o", b.out)
+	noise := make([]byte, 60<<20)
+	rand.New(rand.NewSource(1)).Read(noise)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	must(t, tw.WriteHeader(&tar.Header{Name: "noise", Size: int64(len(noise)), Mode: 0o644, ModTime: fixtureTime, Typeflag: tar.TypeReg, Format: tar.FormatPAX}))
+	_, err := tw.Write(noise)
+	must(t, err)
+	must(t, tw.Close())
+	noiseTar := buf.Bytes()
+	big, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(noiseTar)), nil },
+		tarball.WithCompressionLevel(gzip.BestSpeed))
+	must(t, err)
+	heavy := writeLayout(t, filepath.Join(fx.dir, "heavy"), "amd64", fx.base, big)
+	dir := t.TempDir()
+	args := []string{"preload", "", "--compose", fx.compose, "--images", "one=" + heavy, "--images", "two=" + fx.two}
+	env := append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+
+	// The complete result, for comparison, and how long a whole run takes.
+	done := filepath.Join(dir, "done.img")
+	run(t, "cp", "--sparse=always", b.out, done)
 	args[1] = done
+	began := time.Now()
 	mustHostos(t, []string{"SOURCE_DATE_EPOCH=1700000000"}, nil, args...)
+	whole := time.Since(began)
 	complete := testtool.SHA256(t, done)
-	original := testtool.SHA256(t, fx.img)
-	for _, after := range []time.Duration{20 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second} {
-		img := filepath.Join(fx.dir, "victim.img")
-		run(t, "cp", "--sparse=always", fx.img, img)
-		args[1] = img
-		cmd := exec.Command(hostosBin, args...)
-		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		must(t, cmd.Start())
-		time.Sleep(after)
-		// The process group this test started: hostos and the debugfs it may be running.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-		switch got := testtool.SHA256(t, img); got {
-		case original:
-			t.Logf("killed after %s: the input as it was", after)
-		case complete:
-			t.Logf("killed after %s: the complete preload", after)
-		default:
-			t.Errorf("killed after %s: the image is neither the input nor the complete preload", after)
-		}
-		// Leftover work directories of a killed run are allowed; remove them for the next round.
-		for _, l := range leftovers(t, fx.dir) {
-			os.RemoveAll(filepath.Join(fx.dir, l))
+	original := testtool.SHA256(t, b.out)
+	must(t, os.Remove(done))
+
+	type point struct {
+		name string
+		// wait returns once the kill point is reached, or false when hostos ended first.
+		wait func(pid int, exited <-chan struct{}) bool
+		// midWrite: the kill lands before the rename, so the image must be the original.
+		midWrite bool
+	}
+	poll := func(cond func(pid int) bool) func(int, <-chan struct{}) bool {
+		return func(pid int, exited <-chan struct{}) bool {
+			for !cond(pid) {
+				select {
+				case <-exited:
+					return false
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+			return true
 		}
 	}
+	after := func(d time.Duration) func(int, <-chan struct{}) bool {
+		return func(_ int, exited <-chan struct{}) bool {
+			select {
+			case <-exited:
+				return false
+			case <-time.After(d):
+				return true
+			}
+		}
+	}
+	workDir := poll(func(int) bool { return len(leftovers(t, dir)) > 0 })
+	debugfs := poll(func(pid int) bool { return childNamed(pid, "debugfs") })
+	points := []point{
+		{"work directory appears", workDir, true},
+		{"debugfs starts", debugfs, true},
+		{"debugfs well under way", func(pid int, exited <-chan struct{}) bool {
+			return debugfs(pid, exited) && after(150*time.Millisecond)(pid, exited) && childNamed(pid, "debugfs")
+		}, true},
+	}
+	for _, f := range []int{20, 50, 80, 95} {
+		points = append(points, point{fmt.Sprintf("%d%% of a whole run", f), after(whole * time.Duration(f) / 100), false})
+	}
+	for _, p := range points {
+		img := filepath.Join(dir, "victim.img")
+		run(t, "cp", "--sparse=always", b.out, img)
+		args[1] = img
+		cmd := exec.Command(hostosBin, args...)
+		cmd.Env = env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		must(t, cmd.Start())
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		reached := p.wait(cmd.Process.Pid, exited)
+		// The process group this test started: hostos and the debugfs it may be running.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		if !reached && p.midWrite {
+			t.Errorf("%s: hostos ended before the kill point was seen", p.name)
+		}
+		switch got := testtool.SHA256(t, img); {
+		case got == original:
+			t.Logf("killed when %s: the input as it was", p.name)
+		case got == complete && p.midWrite && reached:
+			t.Errorf("killed when %s, before the switch: the image is already the complete preload", p.name)
+		case got == complete:
+			t.Logf("killed when %s: the complete preload", p.name)
+		default:
+			t.Errorf("killed when %s: the image is neither the input nor the complete preload", p.name)
+		}
+		// Leftover work directories of a killed run are allowed; remove them for the next round.
+		for _, l := range leftovers(t, dir) {
+			os.RemoveAll(filepath.Join(dir, l))
+		}
+		os.Remove(img)
+	}
+}
+
+// childNamed tells whether process pid has a child whose command name is name.
+func childNamed(pid int, name string) bool {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		fields := strings.Fields(string(b[close+1:]))
+		if string(b[open+1:close]) == name && len(fields) > 1 && fields[1] == fmt.Sprint(pid) {
+			return true
+		}
+	}
+	return false
 }
 
 // partBytes hashes each partition's bytes by sfdisk node number, and returns the table.
