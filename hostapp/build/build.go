@@ -32,13 +32,13 @@ import (
 
 const mib = 1 << 20
 
-// Labels of the balenaOS partitions, in layout order.
-const (
-	LabelBoot  = "resin-boot"
-	LabelRootA = "resin-rootA"
-	LabelRootB = "resin-rootB"
-	LabelState = "resin-state"
-	LabelData  = "resin-data"
+// The labels build writes: the layout's own (partition.Role).
+var (
+	LabelBoot  = partition.Boot.Label()
+	LabelRootA = partition.RootA.Label()
+	LabelRootB = partition.RootB.Label()
+	LabelState = partition.State.Label()
+	LabelData  = partition.Data.Label()
 )
 
 // ProgressFunc reports progress of a named step in bytes (or units) done of total.
@@ -238,24 +238,24 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 	}
 	p.table = table
 
-	labels := []string{LabelBoot, LabelRootA, LabelRootB, LabelState, LabelData}
-	for i := range p.fsOpts {
-		if i == 0 {
+	for i, role := range partition.Roles {
+		if role.Filesystem() != "ext4" {
 			continue
 		}
-		fo := ext4.Options{Label: labels[i]}
-		switch labels[i] {
-		case LabelRootA, LabelRootB:
+		label := role.Label()
+		fo := ext4.Options{Label: label}
+		switch role {
+		case partition.RootA, partition.RootB:
 			fo.InodeRatio = rootInodeRatio
-		case LabelState:
+		case partition.State:
 			fo.BlockSize = 4096
-		case LabelData:
+		case partition.Data:
 			fo.BlockSize, fo.InodeRatio = 4096, 8192
 		}
 		if o.epoch != nil {
 			fo.Time = p.mtime
-			fo.UUID = p.derivedUUID("fs-uuid " + labels[i])
-			fo.HashSeed = p.derivedUUID("hash-seed " + labels[i])
+			fo.UUID = p.derivedUUID("fs-uuid " + label)
+			fo.HashSeed = p.derivedUUID("hash-seed " + label)
 		}
 		p.fsOpts[i] = fo
 	}
