@@ -38,7 +38,7 @@ func (d Dir) open(name string) (*os.Root, string, error) {
 	}
 	r, err := os.OpenRoot(string(d))
 	if err != nil {
-		return nil, "", fmt.Errorf("boot directory: %w", err)
+		return nil, "", err // a *PathError naming the directory
 	}
 	return r, rel, nil
 }
