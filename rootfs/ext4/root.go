@@ -39,7 +39,7 @@ func StageRoot(ctx context.Context, src string, kind tree.Kind, work string, pro
 	case tree.KindDir:
 		t, err = tree.Scan(src)
 	default:
-		t, err = tree.Stage(ctx, src, filepath.Join(work, "root"), progress)
+		t, err = tree.StageKind(ctx, src, kind, filepath.Join(work, "root"), progress)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("root filesystem %s: %w", src, err)

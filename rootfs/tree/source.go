@@ -25,26 +25,31 @@ import (
 func Open(src string, kind Kind) (io.ReadCloser, error) {
 	switch kind {
 	case KindTar:
-		rc, _, err := openTar(src)
-		return rc, err
+		return openTar(src, nil)
 	case KindOCI, KindDockerArchive:
 		return openImage(src, kind)
 	}
 	return nil, fmt.Errorf("root filesystem source %s: a %s source is no archive", src, kind)
 }
 
-// openTar opens a plain or compressed tar archive; total is the size of the file.
-func openTar(src string) (io.ReadCloser, int64, error) {
+// openTar opens a plain or compressed tar archive; progress, when not nil, is told the bytes of the file
+// read so far and its size. A compressed stream is decompressed ahead of its reader, on another core.
+func openTar(src string, progress *progressReader) (io.ReadCloser, error) {
 	f, err := os.Open(src)
 	if err != nil {
-		return nil, 0, fmt.Errorf("tar archive %s: %w", src, err)
+		return nil, fmt.Errorf("tar archive %s: %w", src, err)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("tar archive %s: %w", src, err)
+	var in io.Reader = f
+	if progress != nil {
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("tar archive %s: %w", src, err)
+		}
+		progress.r, progress.total = f, fi.Size()
+		in = progress
 	}
-	br := bufio.NewReaderSize(f, 1<<20)
+	br := bufio.NewReaderSize(in, 1<<20)
 	head, _ := br.Peek(len(magicXz))
 	var r io.Reader
 	var closeFn func() error
@@ -53,37 +58,38 @@ func openTar(src string) (io.ReadCloser, int64, error) {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			f.Close()
-			return nil, 0, fmt.Errorf("tar archive %s: gzip: %w", src, err)
+			return nil, fmt.Errorf("tar archive %s: gzip: %w", src, err)
 		}
-		r, closeFn = zr, zr.Close
+		ra := newReadAhead(zr)
+		r, closeFn = ra, func() error { ra.Close(); return zr.Close() }
 	case bytes.HasPrefix(head, magicZstd):
 		zr, err := zstd.NewReader(br)
 		if err != nil {
 			f.Close()
-			return nil, 0, fmt.Errorf("tar archive %s: zstd: %w", src, err)
+			return nil, fmt.Errorf("tar archive %s: zstd: %w", src, err)
 		}
 		r, closeFn = zr, func() error { zr.Close(); return nil }
 	case bytes.HasPrefix(head, magicXz):
 		xr, err := newXzReader(br)
 		if err != nil {
 			f.Close()
-			return nil, 0, fmt.Errorf("tar archive %s: xz: %w", src, err)
+			return nil, fmt.Errorf("tar archive %s: xz: %w", src, err)
 		}
 		r, closeFn = xr, xr.Close
 	default:
 		r, closeFn = br, func() error { return nil }
 	}
-	return &countedFile{Reader: r, f: f, closeFn: closeFn}, fi.Size(), nil
+	return &archiveFile{Reader: r, f: f, closeFn: closeFn}, nil
 }
 
-// countedFile reads a decompressed stream and reports progress in bytes of the file underneath.
-type countedFile struct {
+// archiveFile reads the decompressed stream of an archive file.
+type archiveFile struct {
 	io.Reader
 	f       *os.File
 	closeFn func() error
 }
 
-func (c *countedFile) Close() error {
+func (c *archiveFile) Close() error {
 	err := c.closeFn()
 	if cerr := c.f.Close(); err == nil {
 		err = cerr

@@ -2,6 +2,7 @@ package tree
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -28,13 +29,26 @@ func Stage(ctx context.Context, src, dir string, progress func(done, total int64
 	if err != nil {
 		return nil, err
 	}
+	return StageKind(ctx, src, kind, dir, progress)
+}
+
+// StageKind is Stage of a source whose kind the caller already has from Detect, which then reads no
+// part of src twice.
+func StageKind(ctx context.Context, src string, kind Kind, dir string, progress func(done, total int64)) (*Staged, error) {
 	var rc io.ReadCloser
-	var total int64
+	var err error
+	var p *progressReader
+	if progress != nil {
+		p = &progressReader{fn: progress}
+	}
 	switch kind {
 	case KindTar:
-		rc, total, err = openTar(src)
+		rc, err = openTar(src, p)
 	case KindOCI, KindDockerArchive:
-		rc, err = openImage(src, kind)
+		rc, err = Open(src, kind)
+		if err == nil && p != nil {
+			p.r = rc
+		}
 	default:
 		return nil, fmt.Errorf("stage %s: a %s source is used as it is, not staged", src, kind)
 	}
@@ -43,15 +57,16 @@ func Stage(ctx context.Context, src, dir string, progress func(done, total int64
 	}
 	defer rc.Close()
 	var r io.Reader = rc
-	if progress != nil {
-		r = &progressReader{r: rc, total: total, fn: progress}
+	if p != nil && kind != KindTar {
+		r = p
 	}
 	s, err := newStager(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	tr := tar.NewReader(r)
+	// The tar headers are small reads: buffer them, and the file bodies that come with them.
+	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20))
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("stage %s: %w", src, err)
@@ -71,7 +86,7 @@ func Stage(ctx context.Context, src, dir string, progress func(done, total int64
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
 	}
-	if p, ok := r.(*progressReader); ok {
+	if p != nil {
 		p.report()
 	}
 	st, err := s.finish()
@@ -120,11 +135,21 @@ type node struct {
 func (n *node) staged() bool { return n.typ != tar.TypeChar && n.typ != tar.TypeBlock }
 
 type stager struct {
-	dir    string
-	root   int
-	nodes  map[string]*node
+	dir  string
+	root int
+	// nodes is the wanted state by path; kids lists the paths directly under each directory path.
+	nodes map[string]*node
+	kids  map[string]map[string]struct{}
+	// dirs holds open descriptors of directories already walked, by path ("" is root), at most
+	// about maxOpenDirs of them.
+	dirs   map[string]int
 	newest time.Time
+	buf    []byte
 }
+
+// maxOpenDirs bounds the directory descriptors a stager keeps open: archives list a directory's entries
+// together, so a few suffice, and the process keeps room for many below the usual limit of 1024.
+const maxOpenDirs = 256
 
 func newStager(dir string) (*stager, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -149,10 +174,16 @@ func newStager(dir string) (*stager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("staging directory %s: %w", dir, err)
 	}
-	return &stager{dir: dir, root: root, nodes: map[string]*node{}}, nil
+	return &stager{dir: dir, root: root, nodes: map[string]*node{}, kids: map[string]map[string]struct{}{},
+		dirs: map[string]int{"": root}, buf: make([]byte, 1<<20)}, nil
 }
 
-func (s *stager) close() { unix.Close(s.root) }
+func (s *stager) close() {
+	for _, fd := range s.dirs {
+		unix.Close(fd)
+	}
+	s.dirs = nil
+}
 
 // cleanName turns an archive name into a clean path relative to the root ("" for the root itself).
 func cleanName(name string) (string, error) {
@@ -172,36 +203,100 @@ func cleanName(name string) (string, error) {
 	return n, nil
 }
 
-// parent opens the directory holding name, creating missing directories and refusing symlinks on the way.
-func (s *stager) parent(name string, mtime time.Time) (int, string, error) {
-	fd, err := unix.Dup(s.root)
+// split cuts a clean relative path into its directory ("" for the root) and its last element.
+func split(name string) (string, string) {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[:i], name[i+1:]
+	}
+	return "", name
+}
+
+// set records the wanted state of name.
+func (s *stager) set(name string, n *node) {
+	s.nodes[name] = n
+	if name == "" {
+		return
+	}
+	dir, _ := split(name)
+	k := s.kids[dir]
+	if k == nil {
+		k = map[string]struct{}{}
+		s.kids[dir] = k
+	}
+	k[name] = struct{}{}
+}
+
+// forget drops the wanted state of name and everything under it.
+func (s *stager) forget(name string) {
+	for k := range s.kids[name] {
+		s.forget(k)
+	}
+	delete(s.kids, name)
+	delete(s.nodes, name)
+	if name != "" {
+		dir, _ := split(name)
+		delete(s.kids[dir], name)
+	}
+}
+
+// trimDirs closes the kept directory descriptors, but the root's, when there are too many.
+func (s *stager) trimDirs() {
+	if len(s.dirs) <= maxOpenDirs {
+		return
+	}
+	for p, fd := range s.dirs {
+		if p != "" {
+			unix.Close(fd)
+			delete(s.dirs, p)
+		}
+	}
+}
+
+// dropDirs closes the kept descriptors of the directory name and of those under it, about to be removed.
+func (s *stager) dropDirs(name string) {
+	prefix := name + "/"
+	for p, fd := range s.dirs {
+		if p == name || strings.HasPrefix(p, prefix) {
+			unix.Close(fd)
+			delete(s.dirs, p)
+		}
+	}
+}
+
+// dirFD opens the directory dir, creating it and its missing parents and refusing symlinks on the way.
+// The descriptor stays the stager's: callers do not close it.
+func (s *stager) dirFD(dir, name string, mtime time.Time) (int, error) {
+	if fd, ok := s.dirs[dir]; ok {
+		return fd, nil
+	}
+	up, base := split(dir)
+	pfd, err := s.dirFD(up, name, mtime)
 	if err != nil {
-		return -1, "", err
+		return -1, err
 	}
-	dir, base := path.Split(name)
-	if dir == "" {
-		return fd, base, nil
+	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(pfd, base, flags, 0)
+	if errors.Is(err, unix.ENOENT) {
+		if err = unix.Mkdirat(pfd, base, 0o700); err == nil {
+			s.set(dir, &node{typ: tar.TypeDir, perm: 0o755, mtime: mtime})
+			fd, err = unix.Openat(pfd, base, flags, 0)
+		}
 	}
-	walked := ""
-	for _, c := range strings.Split(strings.TrimSuffix(dir, "/"), "/") {
-		walked = path.Join(walked, c)
-		next, err := unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) {
-			if err = unix.Mkdirat(fd, c, 0o700); err == nil {
-				s.nodes[walked] = &node{typ: tar.TypeDir, perm: 0o755, mtime: mtime}
-				next, err = unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			}
-		}
-		unix.Close(fd)
-		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
-			return -1, "", fmt.Errorf("entry %q: parent %q is not a directory: %w", name, walked, ErrUnsafePath)
-		}
-		if err != nil {
-			return -1, "", fmt.Errorf("entry %q: parent %q: %w", name, walked, err)
-		}
-		fd = next
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return -1, fmt.Errorf("entry %q: parent %q is not a directory: %w", name, dir, ErrUnsafePath)
 	}
-	return fd, base, nil
+	if err != nil {
+		return -1, fmt.Errorf("entry %q: parent %q: %w", name, dir, err)
+	}
+	s.dirs[dir] = fd
+	return fd, nil
+}
+
+// parent opens the directory holding name (see dirFD) and returns it with the last element of name.
+func (s *stager) parent(name string, mtime time.Time) (int, string, error) {
+	dir, base := split(name)
+	fd, err := s.dirFD(dir, name, mtime)
+	return fd, base, err
 }
 
 func metaOf(h *tar.Header) *node {
@@ -229,17 +324,6 @@ func metaOf(h *tar.Header) *node {
 	return n
 }
 
-// forget drops the wanted state of name and everything under it.
-func (s *stager) forget(name string) {
-	delete(s.nodes, name)
-	prefix := name + "/"
-	for p := range s.nodes {
-		if strings.HasPrefix(p, prefix) {
-			delete(s.nodes, p)
-		}
-	}
-}
-
 func (s *stager) add(h *tar.Header, r io.Reader) error {
 	switch h.Typeflag {
 	case tar.TypeXGlobalHeader:
@@ -260,23 +344,24 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 		if n.typ != tar.TypeDir {
 			return fmt.Errorf("entry %q: the root must be a directory", h.Name)
 		}
-		s.nodes[""] = n
+		s.set("", n)
 		return nil
 	}
+	s.trimDirs()
 	pfd, base, err := s.parent(name, h.ModTime)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
 
 	var st unix.Stat_t
 	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
 	if exists && n.typ == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		s.nodes[name] = n
+		s.set(name, n)
 		return nil
 	}
 	if exists {
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			s.dropDirs(name)
 			err = os.RemoveAll(filepath.Join(s.dir, filepath.FromSlash(name)))
 		} else {
 			err = unix.Unlinkat(pfd, base, 0)
@@ -294,7 +379,7 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
 		f := os.NewFile(uintptr(fd), name)
-		_, err = io.Copy(f, r)
+		_, err = io.CopyBuffer(onlyWriter{f}, r, s.buf)
 		if err == nil {
 			err = unix.Fchmod(fd, n.perm|0o400)
 		}
@@ -347,20 +432,22 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 				return err
 			}
 			err = unix.Linkat(tfd, tbase, pfd, base, 0)
-			unix.Close(tfd)
 			if err != nil {
 				return fmt.Errorf("entry %q: hard link: %w", h.Name, err)
 			}
 		}
 	}
-	s.nodes[name] = n
+	s.set(name, n)
 	return nil
 }
+
+// onlyWriter hides the file's ReadFrom, so that io.CopyBuffer uses the stager's large buffer.
+type onlyWriter struct{ io.Writer }
 
 // finish sets the staged modes and times and computes the counts and the fixups.
 func (s *stager) finish() (*Staged, error) {
 	if _, ok := s.nodes[""]; !ok {
-		s.nodes[""] = &node{typ: tar.TypeDir, perm: 0o755, mtime: s.newest}
+		s.set("", &node{typ: tar.TypeDir, perm: 0o755, mtime: s.newest})
 	}
 	paths := make([]string, 0, len(s.nodes))
 	for p := range s.nodes {
@@ -495,11 +582,11 @@ func (s *stager) at(p string, fn func(fd int, base string) error) error {
 	if p == "" {
 		return fn(s.root, ".")
 	}
+	s.trimDirs()
 	pfd, base, err := s.parent(p, time.Time{})
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
 	if err := fn(pfd, base); err != nil {
 		return fmt.Errorf("staged %q: %w", p, err)
 	}

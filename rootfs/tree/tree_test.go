@@ -101,6 +101,12 @@ func TestStageRefusesEscapes(t *testing.T) {
 			{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "up", Linkname: "../../../../../../.." + outside}},
 			reg("up/evil", "x"),
 		}},
+		{"directory replaced by a symlink", []entry{
+			{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "d/", Mode: 0o755}},
+			reg("d/x", "x"),
+			{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "d", Linkname: outside}},
+			reg("d/evil", "x"),
+		}},
 		{"hard link out", []entry{{hdr: tar.Header{Typeflag: tar.TypeLink, Name: "h", Linkname: "../../etc/passwd"}}}},
 		{"hard link through symlink", []entry{
 			{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "etc", Linkname: "/etc"}},
@@ -139,6 +145,8 @@ func TestStageFixups(t *testing.T) {
 		{hdr: tar.Header{Typeflag: tar.TypeLink, Name: "dev/null2", Linkname: "dev/null"}},
 		reg("replaced", "first"),
 		reg("replaced", "second"),
+		reg("gone/a/b", "under a directory a file replaces"),
+		reg("gone", "now a file"),
 	})
 	var calls int
 	st, err := Stage(context.Background(), src, filepath.Join(d, "stage"), func(done, total int64) {
@@ -156,7 +164,7 @@ func TestStageFixups(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(st.Dir, "replaced")); err != nil || string(b) != "second" {
 		t.Errorf("replaced = %q, %v", b, err)
 	}
-	if st.Files != 4 || st.Bytes != int64(len("su")+len("ping")+len("mine")+len("second")) {
+	if st.Files != 5 || st.Bytes != int64(len("su")+len("ping")+len("mine")+len("second")+len("now a file")) {
 		t.Errorf("Files %d Bytes %d", st.Files, st.Bytes)
 	}
 	has := func(op Op, path string) *Fixup {

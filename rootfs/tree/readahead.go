@@ -1,0 +1,95 @@
+package tree
+
+import "io"
+
+// readAhead reads its source in a goroutine of its own, a few chunks ahead of its reader, so that a
+// decompressor runs on one core while the staging writes run on another.
+type readAhead struct {
+	chunks chan chunk
+	free   chan []byte
+	stop   chan struct{}
+	cur    chunk
+	off    int
+	err    error
+}
+
+type chunk struct {
+	b   []byte
+	err error
+}
+
+const (
+	readAheadChunk = 1 << 20
+	readAheadDepth = 4
+)
+
+func newReadAhead(r io.Reader) *readAhead {
+	ra := &readAhead{
+		chunks: make(chan chunk, readAheadDepth),
+		free:   make(chan []byte, readAheadDepth+1),
+		stop:   make(chan struct{}),
+	}
+	for i := 0; i < readAheadDepth+1; i++ {
+		ra.free <- make([]byte, readAheadChunk)
+	}
+	go ra.fill(r)
+	return ra
+}
+
+func (ra *readAhead) fill(r io.Reader) {
+	defer close(ra.chunks)
+	for {
+		var b []byte
+		select {
+		case b = <-ra.free:
+		case <-ra.stop:
+			return
+		}
+		n, err := io.ReadFull(r, b)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		select {
+		case ra.chunks <- chunk{b[:n], err}:
+		case <-ra.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (ra *readAhead) Read(p []byte) (int, error) {
+	for ra.off == len(ra.cur.b) {
+		if ra.err != nil {
+			return 0, ra.err
+		}
+		if ra.cur.b != nil {
+			ra.free <- ra.cur.b[:cap(ra.cur.b)]
+		}
+		c, ok := <-ra.chunks
+		if !ok {
+			ra.err = io.ErrClosedPipe
+			return 0, ra.err
+		}
+		ra.cur, ra.off = c, 0
+		if c.err != nil {
+			ra.err = c.err
+		}
+	}
+	n := copy(p, ra.cur.b[ra.off:])
+	ra.off += n
+	return n, nil
+}
+
+// Close stops the goroutine; the source is the caller's to close afterwards.
+func (ra *readAhead) Close() {
+	select {
+	case <-ra.stop:
+	default:
+		close(ra.stop)
+	}
+	for range ra.chunks {
+	}
+}
