@@ -22,10 +22,13 @@ func newRootCmd() *cobra.Command {
 		Short:         "Build, configure and update balenaOS-style operating-system images",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       readBuildInfo().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuildCmd(), newInspectCmd(), newConfigureCmd(), newConfigCmd(), newBundleCmd(),
-		newUpdateCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newRollbackAltbootCmd(), newHealthCmd(), newRepairCmd(), newPreloadCmd(), newFlashCmd())
+		newUpdateCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newRollbackAltbootCmd(), newHealthCmd(), newRepairCmd(), newPreloadCmd(), newFlashCmd(),
+		newVersionCmd())
 	usageArgs(root)
 	return root
 }
