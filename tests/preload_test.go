@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -51,6 +52,7 @@ type preloadFixture struct {
 	one, two       string   // OCI layouts sharing a base layer
 	arm, corrupt   string   // an arm64 image; image one with a damaged layer blob
 	base           v1.Layer // the layer with the fixture program, shared by the images
+	twoSaved       string   // image two as a docker save archive
 	big            string   // an image too big for the data partition
 	compose        string
 	dataOff, dataN int64
@@ -124,6 +126,16 @@ func newPreloadFixture(t *testing.T) *preloadFixture {
 	fx.one = writeLayout(t, filepath.Join(fx.dir, "one"), "amd64", base, top("hello from service one\n"))
 	fx.two = writeLayout(t, filepath.Join(fx.dir, "two"), "amd64", base, top("hello from service two\n"))
 	fx.arm = writeLayout(t, filepath.Join(fx.dir, "arm"), "arm64", base, top("arm\n"))
+	lp, err := layout.FromPath(fx.two)
+	must(t, err)
+	idx, err := lp.ImageIndex()
+	must(t, err)
+	im, err := idx.IndexManifest()
+	must(t, err)
+	twoImg, err := lp.Image(im.Manifests[0].Digest)
+	must(t, err)
+	fx.twoSaved = filepath.Join(fx.dir, "two.docker.tar")
+	must(t, tarball.WriteToFile(fx.twoSaved, name.MustParseReference("hostos-test/two:v1"), twoImg))
 	fx.big = writeLayout(t, filepath.Join(fx.dir, "big"), "amd64", base,
 		layerTar(t, map[string][]byte{"zeros": make([]byte, 96<<20)}, []string{"zeros"}), top("hello from a big image\n"))
 	// image one with its top layer blob damaged (same size, one byte changed).
@@ -224,7 +236,7 @@ func TestPreload(t *testing.T) {
 	out := filepath.Join(fx.dir, "preloaded.img")
 	res := mustHostos(t, nil, nil, "preload", fx.img, "-o", out, "--compose", fx.compose,
 		"--images", "one="+fx.one, "--images", "two="+fx.two, "--app-name", "demo", "--json",
-		"--supervisor", supervisorImage+"="+fx.two)
+		"--supervisor", supervisorImage+"="+fx.twoSaved)
 	var summary struct {
 		Changed  bool
 		Services []struct{ Name, Image, ImageID string }
@@ -299,7 +311,7 @@ func TestPreload(t *testing.T) {
 	// A second identical preload, in place, changes nothing.
 	before := testtool.SHA256(t, out)
 	mustHostos(t, nil, nil, "preload", out, "--compose", fx.compose, "--images", "one="+fx.one, "--images", "two="+fx.two, "--app-name", "demo",
-		"--supervisor", supervisorImage+"="+fx.two)
+		"--supervisor", supervisorImage+"="+fx.twoSaved)
 	if testtool.SHA256(t, out) != before {
 		t.Error("a second identical preload changed the image")
 	}
@@ -308,12 +320,13 @@ func TestPreload(t *testing.T) {
 	}
 
 	// The real engine lists and runs both images.
+	// The supervisor came from a docker save archive: like docker load, no digest is recorded for it.
 	engineRuns(t, out, fx.dataOff, map[string]string{
 		"hostos-test/one:v1":         "hello from service one\n",
 		"hostos-test/two:v1":         "hello from service two\n",
 		"balena_supervisor:v14.11.3": "hello from service two\n",
 		supervisorImage:              "hello from service two\n",
-	})
+	}, "hostos-test/one:v1", "hostos-test/two:v1")
 }
 
 // supervisorImage is the name the fixture supervisor is preloaded under.
@@ -360,17 +373,22 @@ func TestPreloadSupervisor(t *testing.T) {
 }
 
 // engineRuns starts a real dockerd on the data partition at off of img and checks that it lists each
-// image of want with a digest and that running it prints what want says; e2fsck -fn finds the
-// partition clean after the engine stopped.
-func engineRuns(t *testing.T, img string, off int64, want map[string]string) {
+// image of want (those of digested with a digest) and that running it prints what want says; e2fsck -fn
+// finds the partition clean after the engine stopped.
+func engineRuns(t *testing.T, img string, off int64, want map[string]string, digested ...string) {
 	t.Helper()
 	dockerd, client := enginetest.Need(t)
 	mnt := enginetest.Mount(t, img, off)
 	e := enginetest.Start(t, dockerd, client, filepath.Join(mnt, "docker"))
 	list := e.Must("images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}")
-	for ref, msg := range want {
+	for _, ref := range digested {
 		if !strings.Contains(list, ref+" sha256:") {
 			t.Errorf("docker images --digests does not list %s with a digest:\n%s", ref, list)
+		}
+	}
+	for ref, msg := range want {
+		if !strings.Contains(list, ref+" ") {
+			t.Errorf("docker images does not list %s:\n%s", ref, list)
 		}
 		if got := e.Must("run", "--rm", "--network", "none", ref); got != msg {
 			t.Errorf("docker run %s printed %q, want %q", ref, got, msg)
@@ -670,7 +688,7 @@ func TestPreloadGrow(t *testing.T) {
 				t.Errorf("resin-data after a growing preload: %v", err)
 			}
 			if c.name == "msdos" {
-				engineRuns(t, out, data.Start*512, map[string]string{"hostos-test/big:v1": "hello from a big image\n"})
+				engineRuns(t, out, data.Start*512, map[string]string{"hostos-test/big:v1": "hello from a big image\n"}, "hostos-test/big:v1")
 			}
 		})
 	}

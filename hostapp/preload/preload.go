@@ -119,6 +119,7 @@ type source struct {
 	repo     string  // registry repository, for a registry source
 	services []string
 	img      v1.Image
+	saved    bool // a docker save archive, read through savedImage
 }
 
 // facts are what the preload reads from the image before writing.
@@ -213,6 +214,9 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 		for _, s := range sources {
 			if s.img, err = container.Open(ctx, s.ref, reg); err != nil {
 				return nil, fmt.Errorf("image of %s: %w", strings.Join(s.services, ", "), err)
+			}
+			if sizes, ok := savedLayers(s.ref); ok {
+				s.img, s.saved = savedImage{Image: s.img, sizes: sizes}, true
 			}
 		}
 		return f, nil
@@ -372,7 +376,8 @@ func newest(sources []*source) time.Time {
 }
 
 func (s *source) manifest() v1.Hash {
-	if s.digest != (v1.Hash{}) {
+	if s.digest != (v1.Hash{}) || s.saved {
+		// A docker save archive has no manifest of its own: docker load records no digest either.
 		return s.digest
 	}
 	if d, err := s.img.Digest(); err == nil {
