@@ -45,12 +45,13 @@ fuzz:
 	scripts/fuzz.sh
 
 # Speed and memory against the baselines the issues name: genimage for build, balena-device-init for
-# configure, dd of the uncompressed filesystem for update.
+# configure, dd of the uncompressed filesystem for update, docker load into a fresh dockerd for preload.
 bench: deps hostos oracle
 	scripts/bench-build.sh
 	HOSTOS=$(OUT)/hostos HOSTOS_ORACLE=$$(cd $(ORACLE_DIR) && pwd)/balena-oracle.js scripts/bench-configure.sh
 	HOSTOS=$(OUT)/hostos scripts/bench-update.sh
 	HOSTOS=$(OUT)/hostos scripts/bench-flash.sh
+	HOSTOS=$(OUT)/hostos scripts/bench-preload.sh
 
 # Parse layers/meta-hostos with the bitbake of a poky checkout (scarthgap or newer): make check-layer POKY_DIR=...
 check-layer:
