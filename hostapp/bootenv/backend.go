@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hostos/hostos/config"
@@ -152,11 +154,12 @@ func exists(fsys bootfs.FS, name string) (bool, error) {
 	return false, fmt.Errorf("read %s: %w", name, err)
 }
 
-// envFile is one environment file as read: its variables, and whether it exists at all.
+// envFile is one environment file as read: its variables, whether it exists at all, and its bytes.
 type envFile struct {
 	name    string
 	vars    map[string]string
 	present bool
+	raw     []byte
 }
 
 // readEnvFile reads and decodes name; a missing file is not an error but an envFile that is not present.
@@ -172,7 +175,7 @@ func readEnvFile(fsys bootfs.FS, name string, decode func([]byte) (map[string]st
 	if f.vars, err = decode(data); err != nil {
 		return f, fmt.Errorf("%s: %w", name, err)
 	}
-	f.present = true
+	f.present, f.raw = true, data
 	return f, nil
 }
 
@@ -191,6 +194,44 @@ func (f envFile) holds(set, defaults map[string]string) bool {
 	return true
 }
 
+// editGrubEnv is the encode of a grubenv-format file: the block as read (a new 1024-byte one when the file
+// is missing), edited in place as grub-editenv edits it, so it keeps its size, order and other variables.
+func (f envFile) editGrubEnv(set map[string]string) ([]byte, error) {
+	e := NewGrubEnv()
+	if f.present {
+		var err error
+		if e, err = ParseGrubEnv(f.raw); err != nil {
+			return nil, err
+		}
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if cur, ok := e.Get(k); ok && cur == set[k] {
+			continue
+		}
+		if err := e.Set(k, set[k]); err != nil {
+			return nil, err
+		}
+	}
+	return e.Bytes(), nil
+}
+
+// writeGrubEnv replaces the grubenv-format file f was read from with its variables updated by set.
+func (f envFile) writeGrubEnv(fsys bootfs.FS, set map[string]string) error {
+	data, err := f.editGrubEnv(set)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.name, err)
+	}
+	if err := fsys.WriteFile(f.name, data, time.Now()); err != nil {
+		return fmt.Errorf("write %s: %w", f.name, err)
+	}
+	return nil
+}
+
 // write replaces the file f was read from with its variables updated by set, encoded by encode.
 func (f envFile) write(fsys bootfs.FS, set map[string]string, encode func(map[string]string) ([]byte, error)) error {
 	vars := maps.Clone(f.vars)
@@ -205,9 +246,12 @@ func (f envFile) write(fsys bootfs.FS, set map[string]string, encode func(map[st
 	return nil
 }
 
-// parseDecimal reads a non-negative decimal number written the one way strconv.Itoa writes it: no sign,
-// blanks or leading zeros, so that the value a bootloader script compares as a string is the value read.
+// parseDecimal reads a non-negative decimal number written the one way strconv.Itoa writes it: no sign or
+// leading zeros, so that the value a bootloader script compares as a string is the value read. Blanks
+// around it are ignored, as balenaOS's shell scripts ignore them (they expand values unquoted: its
+// rollback-stop writes "bootcount=0 ", which they read as 0).
 func parseDecimal(s string) (int, bool) {
+	s = strings.Trim(s, " \t")
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 || strconv.Itoa(n) != s {
 		return 0, false
@@ -221,7 +265,7 @@ func flag(f envFile) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	switch v {
+	switch strings.Trim(v, " \t") {
 	case "0":
 		return false, nil
 	case "1":

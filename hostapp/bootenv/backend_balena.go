@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
+	"strings"
 
 	"github.com/hostos/hostos/rootfs/bootfs"
 )
@@ -17,7 +18,8 @@ type balenaBackend struct{ p Parts }
 // /bootenv, holding resin_root_part as the slot letter (A or B), upgrade_available and bootcount (decimal).
 // The root partition numbers do not appear in the file. A fresh image holds /bootenv with resin_root_part=A;
 // Read fails without it, or without resin_root_part, since the bootloader cannot pick a root then. Write
-// creates it when missing. With one file, every Write is atomic.
+// creates it when missing and otherwise edits it as grub-editenv would (same size, order and other variables).
+// With one file, every Write is atomic.
 func BalenaBootloader(p Parts) Backend { return balenaBackend{p} }
 
 func (balenaBackend) Name() string    { return "balena-bootloader" }
@@ -39,7 +41,7 @@ func (b balenaBackend) Read(fsys bootfs.FS) (Env, error) {
 	if !ok {
 		return Env{}, fmt.Errorf("%s: no %s", f.name, varRoot)
 	}
-	e := Env{Root: Slot(v)}
+	e := Env{Root: Slot(strings.Trim(v, " \t"))}
 	if !e.Root.valid() {
 		return Env{}, fmt.Errorf("%s: %s=%q, want A or B", f.name, varRoot, v)
 	}
@@ -72,5 +74,5 @@ func (b balenaBackend) Write(fsys bootfs.FS, e Env) error {
 	if f.holds(set, map[string]string{varUpgrade: "0", varBootCount: "0"}) {
 		return nil
 	}
-	return f.write(fsys, set, EncodeGrubEnv)
+	return f.writeGrubEnv(fsys, set)
 }

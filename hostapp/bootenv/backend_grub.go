@@ -3,7 +3,9 @@ package bootenv
 import (
 	"fmt"
 	"io/fs"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hostos/hostos/rootfs/bootfs"
@@ -76,63 +78,89 @@ set root="${hostos_disk},${hostos_scheme}${hostos_root_part}"
 probe --set=hostos_root_uuid --fs-uuid "(${root})"
 `
 
-type grubBackend struct{ p Parts }
+type grubBackend struct {
+	p Parts
+	// env is the block the layout's GRUB loads; other is the one balenaOS's 99-resin-grub deletes with its
+	// directory on such a device (/EFI on a legacy boot, /grub on an EFI one).
+	env, other string
+}
 
-// Grub is the environment of GRUB boards: grubenv blocks holding resin_root_part (the root's partition number
-// in decimal), upgrade_available (0 or 1) and bootcount (decimal).
+// Grub is the environment of GRUB boards booting the legacy (BIOS) way, or running GrubBootCountScript:
+// /grub/grubenv, holding resin_root_part (the root's partition number in decimal), upgrade_available (0 or
+// 1) and bootcount (decimal). GrubEFI is the same in /EFI/BOOT/grubenv, where balenaOS's EFI grub.cfg loads
+// it ($prefix). A fresh balenaOS or hostos image has both files; balenaOS's update hook (99-resin-grub)
+// deletes the one its boot does not use, and its rollback scripts stop when they find two. So:
 //
-// Read takes the state from /grub/grubenv, the file GrubBootCountScript uses, or from /EFI/BOOT/grubenv when
-// that is the only one (a balenaOS EFI board, whose update hook deletes /grub). When both exist and agree on
-// root and upgrade_available, the larger bootcount of the two wins: the OS writes both alike and only the
-// bootloader raises a count, in whichever file its grub.cfg loads. At least one must exist, and each that
-// exists must decode.
+// Read takes the layout's file, or the other one when the layout's is missing (a device whose boot changed
+// under it), and fails when neither exists; a file that exists must decode. Missing variables mean what
+// GrubBootCountScript assumes: root A, no upgrade, bootcount 0.
 //
-// Missing variables mean what GrubBootCountScript assumes: root A, no upgrade, bootcount 0.
-//
-// Write updates /EFI/BOOT/grubenv first when it exists, and /grub/grubenv last, creating it (and /grub) when
-// missing unless the Env is all defaults. /grub/grubenv is the commit point: after a power loss between the
-// two writes it still holds the old state, which Read and GrubBootCountScript both see; only a board booting
-// balenaOS's EFI grub.cfg would see the new one, which it boots too (the new root, counted).
-func Grub(p Parts) Backend { return grubBackend{p} }
+// Write edits the file Read takes (creating the layout's when neither exists) as grub-editenv would, and
+// then deletes the other one, so that after a Write that changes anything there is exactly one grubenv,
+// and a file balenaOS deleted is never created again (an unchanged Env writes nothing). A power loss between the two leaves both, the written one the one Read
+// and the layout's GRUB take.
+func Grub(p Parts) Backend { return grubBackend{p, grubEnvPath, grubEFIEnvPath} }
+
+// GrubEFI is Grub for boards that boot balenaOS's EFI grub.cfg, whose environment is /EFI/BOOT/grubenv.
+func GrubEFI(p Parts) Backend { return grubBackend{p, grubEFIEnvPath, grubEnvPath} }
+
+// GrubLayout picks the GRUB backend for a boot partition: /grub/grubenv when a grub.cfg on it runs
+// GrubBootCountScript (which names that file, on EFI boards too), else /EFI/BOOT/grubenv when the board
+// boots through EFI, else /grub/grubenv, as balenaOS's 99-resin-grub keeps them.
+func GrubLayout(fsys bootfs.FS, p Parts, efi bool) Backend {
+	for _, cfg := range []string{"/EFI/BOOT/grub.cfg", "/grub/grub.cfg"} {
+		if b, err := fsys.ReadFile(cfg); err == nil && strings.Contains(string(b), grubScriptLoad) {
+			return Grub(p)
+		}
+	}
+	if efi {
+		return GrubEFI(p)
+	}
+	return Grub(p)
+}
+
+// grubScriptLoad is the line of GrubBootCountScript that names its environment file.
+const grubScriptLoad = "load_env --file " + grubEnvPath
 
 func (grubBackend) Name() string    { return "grub" }
 func (grubBackend) Files() []string { return []string{grubEnvPath, grubEFIEnvPath} }
 func (g grubBackend) Parts() Parts  { return g.p } // the root partitions, for package bootsim
 
+// EnvFile is the grubenv the layout's GRUB loads.
+func (g grubBackend) EnvFile() string { return g.env }
+
+// pick reads both files and returns the one that holds the state and the one that is stale.
+func (g grubBackend) pick(fsys bootfs.FS) (use, stale envFile, err error) {
+	use, err = readEnvFile(fsys, g.env, DecodeGrubEnv)
+	if err != nil {
+		return use, stale, err
+	}
+	stale, err = readEnvFile(fsys, g.other, DecodeGrubEnv)
+	if err != nil {
+		return use, stale, err
+	}
+	if !use.present && stale.present {
+		use, stale = stale, use
+	}
+	return use, stale, nil
+}
+
 func (g grubBackend) Read(fsys bootfs.FS) (Env, error) {
 	if err := g.p.check(); err != nil {
 		return Env{}, err
 	}
-	main, err := readEnvFile(fsys, grubEnvPath, DecodeGrubEnv)
+	use, _, err := g.pick(fsys)
 	if err != nil {
 		return Env{}, err
 	}
-	mirror, err := readEnvFile(fsys, grubEFIEnvPath, DecodeGrubEnv)
-	if err != nil {
-		return Env{}, err
-	}
-	if !main.present && !mirror.present {
+	if !use.present {
 		return Env{}, fmt.Errorf("no grub environment: neither %s nor %s: %w", grubEnvPath, grubEFIEnvPath, fs.ErrNotExist)
 	}
-	if !main.present {
-		return g.env(mirror)
-	}
-	e, err := g.env(main)
-	if err != nil || !mirror.present {
-		return e, err
-	}
-	m, err := g.env(mirror)
-	if err != nil {
-		return Env{}, err
-	}
-	if m.Root == e.Root && m.UpgradeAvailable == e.UpgradeAvailable && m.BootCount > e.BootCount {
-		e.BootCount = m.BootCount
-	}
-	return e, nil
+	return g.decode(use)
 }
 
-// env decodes one grubenv. A missing resin_root_part means root A, as in GrubBootCountScript.
-func (g grubBackend) env(f envFile) (Env, error) {
+// decode reads one grubenv. A missing resin_root_part means root A, as in GrubBootCountScript.
+func (g grubBackend) decode(f envFile) (Env, error) {
 	e := Env{Root: SlotA}
 	if v, ok := f.vars[varRoot]; ok {
 		n, ok := parseDecimal(v)
@@ -165,33 +193,30 @@ func (g grubBackend) Write(fsys bootfs.FS, e Env) error {
 		varUpgrade:   formatFlag(e.UpgradeAvailable),
 		varBootCount: strconv.Itoa(e.BootCount),
 	}
-	mirror, err := readEnvFile(fsys, grubEFIEnvPath, DecodeGrubEnv)
+	use, stale, err := g.pick(fsys)
 	if err != nil {
 		return err
 	}
-	main, err := readEnvFile(fsys, grubEnvPath, DecodeGrubEnv)
-	if err != nil {
+	if use.present && use.holds(set, g.defaults()) {
+		return nil // nothing changes: the partition is left alone, a stale file too
+	}
+	if !use.present {
+		if err := fsys.MkdirAll(path.Dir(use.name), time.Now()); err != nil {
+			return fmt.Errorf("create %s: %w", path.Dir(use.name), err)
+		}
+	}
+	if err := use.writeGrubEnv(fsys, set); err != nil {
 		return err
 	}
-	defaults := g.defaults()
-	if mirror.present && !mirror.holds(set, defaults) {
-		if err := mirror.write(fsys, set, EncodeGrubEnv); err != nil {
-			return err
+	if stale.present {
+		if err := fsys.Remove(stale.name); err != nil {
+			return fmt.Errorf("remove %s: %w", stale.name, err)
 		}
 	}
-	if main.holds(set, defaults) {
-		return nil
-	}
-	if !main.present {
-		if err := fsys.MkdirAll("/grub", time.Now()); err != nil {
-			return fmt.Errorf("create /grub: %w", err)
-		}
-	}
-	return main.write(fsys, set, EncodeGrubEnv)
+	return nil
 }
 
-// defaults are the values GrubBootCountScript gives variables its grubenv lacks (or all of them, without
-// /grub/grubenv).
+// defaults are the values GrubBootCountScript gives variables its grubenv lacks.
 func (g grubBackend) defaults() map[string]string {
 	return map[string]string{varRoot: strconv.Itoa(g.p.A), varUpgrade: "0", varBootCount: "0"}
 }

@@ -90,6 +90,14 @@ func (r *recorder) WriteFile(name string, data []byte, mtime time.Time) error {
 	return r.FS.WriteFile(name, data, mtime)
 }
 
+func (r *recorder) Remove(name string) error {
+	if r.cut >= 0 && len(r.writes) >= r.cut {
+		return errPowerLoss
+	}
+	r.writes = append(r.writes, "remove "+name)
+	return r.FS.Remove(name)
+}
+
 func TestSlot(t *testing.T) {
 	if bootenv.SlotA.Other() != bootenv.SlotB || bootenv.SlotB.Other() != bootenv.SlotA || bootenv.Slot("C").Other() != "" {
 		t.Error("Other does not swap A and B")
@@ -191,6 +199,13 @@ func TestRoundTripFAT(t *testing.T) {
 			if _, ok := k.fresh[name]; !ok || !strings.HasSuffix(name, "env") || k.name == "u-boot" {
 				continue
 			}
+			if name == "/EFI/BOOT/grubenv" {
+				// A write leaves the one grubenv the layout's GRUB loads (balenaOS's rollback scripts stop at two).
+				if err := exec.Command(mcopy, "-n", "-i", img, "::"+name, "-").Run(); err == nil {
+					t.Errorf("%s: %s is still there beside /grub/grubenv", k.name, name)
+				}
+				continue
+			}
 			out, err := exec.Command(mcopy, "-n", "-i", img, "::"+name, "-").Output()
 			if err != nil {
 				t.Fatalf("%s: mcopy %s: %v", k.name, name, err)
@@ -199,9 +214,6 @@ func TestRoundTripFAT(t *testing.T) {
 			want := map[string]string{"resin_root_part": "3", "upgrade_available": "1", "bootcount": "1"}
 			if k.name == "balena-bootloader" {
 				want["resin_root_part"] = "B"
-			}
-			if name == "/EFI/BOOT/grubenv" {
-				want["bootcount"] = "0" // the script counts in /grub/grubenv only
 			}
 			if !maps.Equal(got, want) {
 				t.Errorf("%s: grub-editenv reads %s on fat as %q, want %q", k.name, name, got, want)
@@ -244,11 +256,13 @@ func TestGrubEditenv(t *testing.T) {
 		want  map[string]map[string]string
 	}{
 		{bootenv.Grub(parts), map[string][]byte{"/grub/grubenv": extra, "/EFI/BOOT/grubenv": extra}, map[string]map[string]string{
-			"/grub/grubenv":     {"bootcount": "0", "resin_root_part": "3", "upgrade_available": "1", "extra_os_cmdline": "quiet splash", "x": `a\b`},
+			"/grub/grubenv": {"bootcount": "0", "resin_root_part": "3", "upgrade_available": "1", "extra_os_cmdline": "quiet splash", "x": `a\b`},
+		}},
+		{bootenv.GrubEFI(parts), map[string][]byte{"/grub/grubenv": extra, "/EFI/BOOT/grubenv": extra}, map[string]map[string]string{
 			"/EFI/BOOT/grubenv": {"bootcount": "0", "resin_root_part": "3", "upgrade_available": "1", "extra_os_cmdline": "quiet splash", "x": `a\b`},
 		}},
+		// balenaOS's EFI update hook deleted /grub: it stays deleted.
 		{bootenv.Grub(parts), map[string][]byte{"/EFI/BOOT/grubenv": extra}, map[string]map[string]string{
-			"/grub/grubenv":     {"bootcount": "0", "resin_root_part": "3", "upgrade_available": "1"},
 			"/EFI/BOOT/grubenv": {"bootcount": "0", "resin_root_part": "3", "upgrade_available": "1", "extra_os_cmdline": "quiet splash", "x": `a\b`},
 		}},
 		{bootenv.BalenaBootloader(parts), map[string][]byte{"/bootenv": grubEnv(t, map[string]string{"resin_root_part": "A", "kernel_override_abi": "6.6"})}, map[string]map[string]string{
@@ -259,8 +273,15 @@ func TestGrubEditenv(t *testing.T) {
 		if err := tc.b.Write(d, bootenv.Env{Root: bootenv.SlotB, UpgradeAvailable: true}); err != nil {
 			t.Fatal(err)
 		}
-		for name, want := range tc.want {
+		for _, name := range []string{"/grub/grubenv", "/EFI/BOOT/grubenv", "/bootenv"} {
+			want, ok := tc.want[name]
 			env, err := d.ReadFile(name)
+			if !ok {
+				if err == nil {
+					t.Errorf("%s: %s is still there", tc.b.Name(), name)
+				}
+				continue
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -360,7 +381,7 @@ func TestWriteOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string][]string{
-			"grub":              {"/EFI/BOOT/grubenv", "/grub/grubenv"},
+			"grub":              {"/grub/grubenv", "remove /EFI/BOOT/grubenv"},
 			"u-boot":            {"/resinOS_uEnv.txt"}, // bootcount 0 needs no bootcount.env
 			"balena-bootloader": {"/bootenv"},
 		}[k.name]
@@ -454,9 +475,9 @@ func TestReadErrors(t *testing.T) {
 		{bootenv.Grub(parts), g(map[string]string{"resin_root_part": "02"}), `resin_root_part="02"`},
 		{bootenv.Grub(parts), g(map[string]string{"resin_root_part": "2", "upgrade_available": "7"}), `upgrade_available="7", want 0 or 1`},
 		{bootenv.Grub(parts), g(map[string]string{"resin_root_part": "2", "bootcount": "-1"}), `bootcount="-1"`},
-		{bootenv.Grub(parts), g(map[string]string{"resin_root_part": "2", "bootcount": "1 "}), `bootcount="1 "`},
-		{bootenv.Grub(parts), map[string][]byte{"/grub/grubenv": []byte("bootcount=1\n")}, "/grub/grubenv: grub environment block is 12 bytes"},
-		{bootenv.Grub(parts), map[string][]byte{"/grub/grubenv": grubEnv(t, nil), "/EFI/BOOT/grubenv": grubEnv(t, map[string]string{"resin_root_part": "4"})}, "/EFI/BOOT/grubenv: resin_root_part=4"},
+		{bootenv.Grub(parts), g(map[string]string{"resin_root_part": "2", "bootcount": "1x"}), `bootcount="1x"`},
+		{bootenv.Grub(parts), map[string][]byte{"/grub/grubenv": []byte("bootcount=1\n")}, "/grub/grubenv: grub environment block: missing signature"},
+		{bootenv.Grub(parts), map[string][]byte{"/grub/grubenv": grubEnv(t, nil), "/EFI/BOOT/grubenv": []byte("# GRUB")}, "/EFI/BOOT/grubenv: grub environment block: missing signature"},
 		{bootenv.UBoot(parts), map[string][]byte{"/resinOS_uEnv.txt": []byte("resin_root_part=4\n")}, "resin_root_part=4 (partition 4) is neither root partition"},
 		{bootenv.UBoot(parts), map[string][]byte{"/resinOS_uEnv.txt": []byte("resin_root_part=zz\n")}, `root partition "zz"`},
 		{bootenv.UBoot(parts), map[string][]byte{"/resinOS_uEnv.txt": []byte("upgrade_available=yes\n")}, `upgrade_available="yes"`},
@@ -508,11 +529,11 @@ func TestGrubRead(t *testing.T) {
 	}{
 		{env("3", "1", "1"), nil, bootenv.Env{Root: bootenv.SlotB, UpgradeAvailable: true, BootCount: 1}},
 		{nil, env("3", "1", "1"), bootenv.Env{Root: bootenv.SlotB, UpgradeAvailable: true, BootCount: 1}},
-		// balenaOS's EFI grub.cfg counts in /EFI/BOOT/grubenv.
-		{env("3", "1", "0"), env("3", "1", "2"), bootenv.Env{Root: bootenv.SlotB, UpgradeAvailable: true, BootCount: 2}},
-		{env("3", "1", "2"), env("3", "1", "0"), bootenv.Env{Root: bootenv.SlotB, UpgradeAvailable: true, BootCount: 2}},
-		// A Write cut between the two files: /grub/grubenv still has the old state, and wins.
+		// With both, the layout's file (here the legacy one) holds the state; the other is stale.
+		{env("3", "1", "0"), env("3", "1", "2"), bootenv.Env{Root: bootenv.SlotB, UpgradeAvailable: true}},
 		{env("2", "0", "0"), env("3", "1", "0"), bootenv.Env{Root: bootenv.SlotA}},
+		// What balenaOS's rollback-stop leaves: 1025 bytes, "bootcount=0 ".
+		{bytes.Replace(env("3", "0", "0"), []byte("bootcount=0\n"), []byte("bootcount=0 \n"), 1), nil, bootenv.Env{Root: bootenv.SlotB}},
 		{grubEnv(t, nil), nil, bootenv.Env{Root: bootenv.SlotA}},
 	} {
 		files := map[string][]byte{}

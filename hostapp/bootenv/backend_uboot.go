@@ -3,6 +3,7 @@ package bootenv
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/hostos/hostos/rootfs/bootfs"
 )
@@ -76,6 +77,7 @@ func (u ubootBackend) Read(fsys bootfs.FS) (Env, error) {
 // parseUBootCount reads a bootcount as Write (decimal) or U-Boot's setexpr (lower-case hexadecimal without
 // prefix or leading zeros) writes it; digits alone are decimal.
 func parseUBootCount(s string) (int, bool) {
+	s = strings.Trim(s, " \t")
 	if n, ok := parseDecimal(s); ok {
 		return n, true
 	}

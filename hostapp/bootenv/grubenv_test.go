@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -80,6 +81,139 @@ func FuzzDecodeGrubEnv(f *testing.F) {
 		if _, err := EncodeGrubEnv(vars); err != nil && err != ErrGrubEnvTooLarge {
 			// Names decoded from a block never contain '=' or newlines.
 			t.Fatalf("re-encode: %v", err)
+		}
+	})
+}
+
+// TestGrubEnvGolden reads what balenaOS's rollback-stop leaves (a grub-editenv block run through
+// `sed "s#bootcount=.*#bootcount=0 #g"`: 1025 bytes) and edits it into what grub-editenv set makes of it.
+func TestGrubEnvGolden(t *testing.T) {
+	in, err := os.ReadFile("testdata/balena-rollback-stop.grubenv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/balena-rollback-stop.switched.grubenv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ParseGrubEnv(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Map(); !reflect.DeepEqual(got, map[string]string{"bootcount": "0 ", "resin_root_part": "3", "upgrade_available": "0"}) {
+		t.Errorf("decoded %q", got)
+	}
+	for _, kv := range [][2]string{{"bootcount", "1"}, {"resin_root_part", "2"}, {"upgrade_available", "1"}} {
+		if err := e.Set(kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.Bytes(); string(got) != string(want) {
+		t.Errorf("edited block differs from grub-editenv's:\n%q\n%q", got, want)
+	}
+}
+
+// TestGrubEnvEditsLikeGrubEditenv edits blocks of several sizes and shapes with grub-editenv set and with
+// GrubEnv.Set, one variable at a time, and wants the same bytes, the same errors, and grub-editenv list to
+// read what Map reads.
+func TestGrubEnvEditsLikeGrubEditenv(t *testing.T) {
+	editenv := testtool.Need(t, "grub-editenv")
+	dir := t.TempDir()
+	fresh := NewGrubEnv().Bytes()
+	balena, err := os.ReadFile("testdata/balena-rollback-stop.grubenv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := func(s string, n int) []byte {
+		b := []byte(s)
+		for len(b) < n {
+			b = append(b, '#')
+		}
+		return b
+	}
+	starts := map[string][]byte{
+		"fresh":          fresh,
+		"balena 1025":    balena,
+		"comments":       pad(grubEnvHeader+"x=1\n#note\nbootcount=7\n", 300),
+		"escapes":        pad(grubEnvHeader+"a=b\\\nc\nd=e\\\\\n", 200),
+		"odd names":      pad(grubEnvHeader+"foo\nbar=1\n=x\nbootcount=2\n", 128),
+		"duplicates":     pad(grubEnvHeader+"bootcount=1\nbootcount=2\n", 128),
+		"full":           []byte(grubEnvHeader + "bootcount=0\n"),
+		"truncated last": pad(grubEnvHeader+"bootcount=0\nresin", 100),
+		"big":            pad(grubEnvHeader, 4096),
+	}
+	sets := [][2]string{{"bootcount", "1"}, {"resin_root_part", "3"}, {"bootcount", "12345"}, {"upgrade_available", "1"},
+		{"x", "multi\nline\\"}, {"bootcount", "0"}, {"long", strings.Repeat("v", 60)}}
+	for name, start := range starts {
+		p := filepath.Join(dir, "env")
+		if err := os.WriteFile(p, start, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e, err := ParseGrubEnv(start)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, kv := range sets {
+			out, gerr := exec.Command(editenv, p, "set", kv[0]+"="+kv[1]).CombinedOutput()
+			err := e.Set(kv[0], kv[1])
+			if (gerr == nil) != (err == nil) {
+				t.Errorf("%s: set %s: grub-editenv %v %s, ours %v", name, kv[0], gerr, out, err)
+				break
+			}
+			theirs, rerr := os.ReadFile(p)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if string(theirs) != string(e.Bytes()) {
+				t.Errorf("%s: after set %s:\nours   %q\ntheirs %q", name, kv[0], e.Bytes(), theirs)
+				break
+			}
+		}
+		list, err := exec.Command(editenv, p, "list").Output()
+		if err != nil {
+			t.Fatalf("%s: grub-editenv list: %v", name, err)
+		}
+		var ours strings.Builder
+		for _, v := range e.vars() {
+			ours.WriteString(v.name + "=" + v.value + "\n")
+		}
+		if ours.String() != string(list) {
+			t.Errorf("%s: grub-editenv list\n%q\nours\n%q", name, list, ours.String())
+		}
+	}
+}
+
+// FuzzGrubEnv: every block that parses can be edited, or the edit fails with an error, and an edit keeps the
+// size and reads back.
+func FuzzGrubEnv(f *testing.F) {
+	f.Add([]byte(grubEnvHeader+"bootcount=0 \n####"), "bootcount", "1")
+	f.Add(NewGrubEnv().Bytes(), "resin_root_part", "2")
+	f.Add([]byte(grubEnvHeader+"a=b\\\nc\n#x\n=y\nfoo\n"), "a", "\\\n")
+	f.Fuzz(func(t *testing.T, in []byte, name, value string) {
+		e, err := ParseGrubEnv(in)
+		if err != nil {
+			return
+		}
+		_ = e.Map()
+		if err := e.Set(name, value); err != nil {
+			return
+		}
+		out := e.Bytes()
+		if len(out) != len(in) {
+			t.Fatalf("size %d, was %d", len(out), len(in))
+		}
+		again, err := ParseGrubEnv(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := again.Get(name); !ok || v != value {
+			// Another variable whose name runs over a newline into this one can shadow it, as in GRUB.
+			for _, gv := range again.vars() {
+				if gv.name == name && gv.value == value {
+					return
+				}
+			}
+			t.Fatalf("%q: got %q, %v, want %q", name, v, ok, value)
 		}
 	})
 }

@@ -89,6 +89,9 @@ func openDeviceDisk(d disk.Disk, active, inactive device.Root, o DeviceOptions) 
 			tg.Labels[slot] = labels[0]
 		}
 	}
+	if _, err := os.Stat(o.SysRoot + "/firmware/efi"); err == nil {
+		tg.EFI = true
+	}
 	if active.Slot == inactive.Slot || active.Device == inactive.Device {
 		return nil, fmt.Errorf("active and inactive root resolve to the same device %s", active.Device)
 	}

@@ -33,6 +33,10 @@ type Target struct {
 	Booted     bootenv.Slot
 	DeviceType string
 	Arch       string
+	// EFI says the device booted through EFI firmware (/sys/firmware/efi exists): a GRUB board then keeps
+	// its environment in /EFI/BOOT/grubenv, as balenaOS's 99-resin-grub decides. On an image it is unknown
+	// and taken from the device type (grub-efi) and the files present.
+	EFI bool
 
 	chunk int // slot write size; 0: slotChunk
 }
@@ -126,8 +130,14 @@ func (tg *Target) finish(booted bootenv.Slot) error {
 	var err error
 	if dt, lerr := config.LookupDeviceType(tg.DeviceType); lerr == nil {
 		tg.Env, err = bootenv.ForBootloader(dt.Bootloader, parts)
+		if err == nil && tg.Env.Name() == "grub" {
+			tg.Env = bootenv.GrubLayout(tg.Boot, parts, tg.EFI || dt.Bootloader == config.BootloaderGRUBEFI)
+		}
 	} else {
 		tg.Env, err = bootenv.Detect(tg.Boot, parts)
+		if err == nil && tg.Env.Name() == "grub" {
+			tg.Env = bootenv.GrubLayout(tg.Boot, parts, tg.EFI)
+		}
 	}
 	if err != nil {
 		return err
