@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench-build.sh [WORKDIR]: builds the same balenaOS msdos image (genericx86-64-ext
-# layout, ~300 MB root tree) three ways -- `hostos build`, Debian's genimage, and
-# the sfdisk/mkfs/dd shell pipeline -- and compares wall time and allocated size.
-# Each method runs once untimed (warm page cache), then the best of 3 is reported.
-# Targets (printed, not asserted): hostos <= 0.75x genimage wall time and hostos
-# allocated bytes <= 1.02x genimage's. Exits non-zero only if a build fails.
-# Needs no root.
+# layout, ~300 MB root tree) with `hostos build`, Debian's genimage and the
+# sfdisk/mkfs/dd shell pipeline, and `hostos build` from the same tree as a
+# .tar.zst, .tar.gz and plain .tar. Every comparison runs its two commands in
+# interleaved pairs (scripts/bench/pairs) and prints the median of the pair
+# ratios with min and max. Targets (printed, not asserted): hostos <= 0.75x
+# genimage wall time, allocated bytes <= 1.02x genimage's, and an archive build
+# <= 1.3x the directory build. Exits non-zero only if a build fails. Needs no root.
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,7 +14,7 @@ cfgdir=$repo/scripts/bench
 W=${1:-${TMPDIR:-/tmp}/hostos-bench}
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
-runs=3
+runs=${RUNS:-5}
 failed=()
 
 # Layout in MiB (must match scripts/bench/genimage.cfg and layout.sfdisk).
@@ -27,24 +28,15 @@ need() {
 }
 need go genimage sfdisk mkfs.ext4 mkfs.vfat mcopy mmd mtype dd e2fsck debugfs blkid python3 awk
 
-now() { echo "${EPOCHREALTIME/,/.}"; }
 alloc() { stat -c '%b %B' "$1" | awk '{ printf "%d", $1 * $2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-# best NAME: runs prep_NAME (untimed) and run_NAME (timed) 1+runs times, the first
-# untimed; prints the best wall time in seconds. Logs go to $W/NAME.log.
-best() {
-	local name=$1 t0 t1 d b=""
-	for i in $(seq 0 "$runs"); do
-		"prep_$name" >>"$W/$name.log" 2>&1 || return 1
-		t0=$(now)
-		"run_$name" >>"$W/$name.log" 2>&1 || return 1
-		t1=$(now)
-		[ "$i" -eq 0 ] && continue
-		d=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-		b=$(awk -v d="$d" -v b="$b" 'BEGIN { if (b == "" || d < b) print d; else print b }')
-	done
-	echo "$b"
+# compare NAME A B [TARGET]: prep_X and run_X of the two methods in interleaved pairs; logs in $W/NAME.log.
+compare() {
+	local name=$1 a=$2 b=$3 target=${4:-0}
+	"$W/pairs" -shell bash -n "$runs" -name "$name" -target "$target" \
+		-prep-a "prep_$a" -a "run_$a" -prep-b "prep_$b" -b "run_$b" 2>&1 | tee -a "$W/pairs.log" | grep -v '^RESULT' ||
+		failed+=("$name")
 }
 
 # check IMG: the partition table and filesystems match the balenaOS layout.
@@ -81,7 +73,8 @@ sys.exit(0 if ok else "partition table %s, want %s" % (got, want))
 }
 
 echo "== building tools (workdir $W)"
-(cd "$repo" && go build -o "$W/genrootfs" ./scripts/genrootfs) || { echo "bench: go build genrootfs failed"; exit 1; }
+(cd "$repo" && go build -o "$W/genrootfs" ./scripts/genrootfs && go build -o "$W/pairs" ./scripts/bench/pairs) ||
+	{ echo "bench: go build genrootfs or pairs failed"; exit 1; }
 hostos_ok=1
 if ! (cd "$repo" && go build -o "$W/hostos" ./cmd/hostos) >"$W/hostos-gobuild.log" 2>&1; then
 	hostos_ok=0
@@ -150,59 +143,56 @@ run_floor() {
 	mkfs.ext4 -q -F -i 8192 -L resin-rootA -E offset=$((rootA_off * MiB)) -d "$tree" "$W/floor.img" "${root_size}M"
 }
 
-declare -A wall size out
+# (d) hostos from the same tree as archives: tar (GNU tar, numeric owners, xattrs), then compressed.
+if [ ! -f "$W/rootfs.tar.done" ]; then
+	tar -C "$tree" --numeric-owner --xattrs -cf "$W/rootfs.tar" . &&
+		zstd -q -T0 -f "$W/rootfs.tar" -o "$W/rootfs.tar.zst" && gzip -1 -kf "$W/rootfs.tar" &&
+		touch "$W/rootfs.tar.done" || { echo "bench: making the archives failed"; exit 1; }
+fi
+for a in tar tar.zst tar.gz; do
+	m=hostos_${a//./_}
+	sed "s|^source = .*|source = \"$W/rootfs.$a\"|" "$W/hostos-out/spec.toml" >"$W/hostos-out/spec-$m.toml"
+	eval "prep_$m() { rm -f \"\$W/hostos-out/$m.img\"; }"
+	eval "run_$m() { \"\$W/hostos\" build --spec \"\$W/hostos-out/spec-$m.toml\" -o \"\$W/hostos-out/$m.img\"; }"
+done
+
+export W tree deploy cfgdir MiB boot_off root_size rootA_off rootB_off state_off data_off total
+export -f $(compgen -A function | grep -E '^(prep|run)_')
+
+: >"$W/pairs.log"
+echo "== interleaved pairs, $runs each (A/B < 1: A is faster)"
+if [ "$hostos_ok" = 1 ]; then
+	compare "hostos/genimage" hostos genimage 0.75
+	compare "hostos/pipeline" hostos pipeline
+	compare "hostos/floor(mkfs.ext4 -d of rootA alone)" hostos floor
+	compare "hostos .tar.zst/directory" hostos_tar_zst hostos 1.3
+	compare "hostos .tar.gz/directory" hostos_tar_gz hostos 1.3
+	compare "hostos .tar/directory" hostos_tar hostos 1.3
+fi
+
+declare -A size out
 out[hostos]=$W/hostos-out/balena.img
 out[genimage]=$W/genimage-out/balena.img
 out[pipeline]=$W/pipeline/balena.img
-out[floor]=$W/floor.img
-
-for m in genimage pipeline floor hostos; do
-	if [ "$m" = hostos ] && [ "$hostos_ok" = 0 ]; then
-		continue
-	fi
-	echo "== $m: 1 warm-up + best of $runs"
-	: >"$W/$m.log"
-	if ! t=$(best "$m"); then
-		echo "$m: build FAILED (see $W/$m.log):"
-		tail -n 5 "$W/$m.log" | sed 's/^/  /'
-		failed+=("$m")
-		continue
-	fi
-	wall[$m]=$t
+out[hostos_tar_zst]=$W/hostos-out/hostos_tar_zst.img
+echo
+for m in hostos genimage pipeline hostos_tar_zst; do
+	[ -f "${out[$m]}" ] || continue
 	size[$m]=$(alloc "${out[$m]}")
-	if [ "$m" != floor ]; then
-		if msg=$(check "${out[$m]}" 2>&1); then
-			echo "$m: layout OK"
-		else
-			echo "$m: layout WRONG: $msg"
-			failed+=("$m-layout")
-		fi
+	if msg=$(check "${out[$m]}" 2>&1); then
+		echo "$m: layout OK, ${size[$m]} bytes allocated"
+	else
+		echo "$m: layout WRONG: $msg"
+		failed+=("$m-layout")
 	fi
 done
-
-echo
-printf '%-10s %10s %14s %16s %14s\n' method wall_s vs_genimage allocated_bytes vs_genimage
-g_wall=${wall[genimage]:-0} g_size=${size[genimage]:-0}
-for m in hostos genimage pipeline floor; do
-	if [ -z "${wall[$m]:-}" ]; then
-		printf '%-10s %10s\n' "$m" FAILED
-		continue
-	fi
-	printf '%-10s %10s %13sx %16s %13sx\n' "$m" "${wall[$m]}" "$(ratio "${wall[$m]}" "$g_wall")" \
-		"${size[$m]}" "$(ratio "${size[$m]}" "$g_size")"
-done
-echo "(floor: mkfs.ext4 -d of rootA alone at its offset)"
-echo
-
-if [ -n "${wall[hostos]:-}" ] && [ -n "${wall[genimage]:-}" ]; then
-	tr=$(ratio "${wall[hostos]}" "$g_wall") sr=$(ratio "${size[hostos]}" "$g_size")
-	verdict=$(awk -v t="$tr" -v s="$sr" 'BEGIN { print (t <= 0.75 && s <= 1.02) ? "PASS" : "FAIL" }')
-	echo "$verdict: hostos wall ${tr}x genimage (target <= 0.75x), allocated ${sr}x genimage (target <= 1.02x)"
-else
-	echo "FAIL: no comparison: hostos or genimage did not build (${failed[*]})"
+if [ -n "${size[hostos]:-}" ] && [ -n "${size[genimage]:-}" ]; then
+	sr=$(ratio "${size[hostos]}" "${size[genimage]}")
+	verdict=$(awk -v s="$sr" 'BEGIN { print (s <= 1.02) ? "PASS" : "FAIL" }')
+	echo "$verdict: hostos allocated ${sr}x genimage (target <= 1.02x)"
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
-	echo "failed builds: ${failed[*]}"
+	echo "failed: ${failed[*]}"
 	exit 1
 fi

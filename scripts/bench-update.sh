@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench-update.sh [WORKDIR]: installs a ~300 MiB root filesystem bundle into the inactive slot of a disk
 # image with `hostos update --image`, and writes the same filesystem, uncompressed, into the same slot with
-# `dd conv=fsync` (the physical limit: no decompression, no hashing, no verification). Prints the median of
-# 5 runs of each, the ratio, and hostos's peak RSS for the 300 MiB and a 1 GiB payload.
+# `dd conv=fsync` (the physical limit: no decompression, no hashing, no verification). The two run in
+# interleaved pairs (scripts/bench/pairs), each on a fresh copy made untimed, and the median of the pair
+# ratios is printed with min and max; then the 1 GiB payload against the 300 MiB one, for peak RSS.
 # Targets (printed, not asserted): hostos <= 1.15x dd; peak RSS <= 64 MiB at both sizes. Needs no root.
 set -euo pipefail
 
@@ -37,50 +38,13 @@ for size in 300 1024; do
 	tar -xOf "$W/b$size.hostos" rootfs.ext4.zst | zstd -q -d -o "$W/fs$size.img" -f
 done
 
-python3 - "$W" "$runs" "$hostos" <<'PY'
-import json, os, statistics, subprocess, sys, time
-
-W, runs, hostos = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-disk, run_img = f"{W}/disk.img", f"{W}/run.img"
-parts = json.loads(subprocess.check_output([hostos, "inspect", "--json", disk]))["partitions"]
-slot_b = next(p for p in parts if p["number"] == 3)["start"]
-
-def fresh():
-    subprocess.run(["cp", "--sparse=always", disk, run_img], check=True)
-    os.sync()
-
-def timed(cmd):
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    took = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"bench-update: {cmd[0]} failed: {p.stderr.read().decode()}")
-    return took, ru.ru_maxrss
-
-def measure(cmd):
-    times, rss = [], 0
-    for _ in range(runs):
-        fresh()
-        t, r = timed(cmd)
-        times.append(t)
-        rss = max(rss, r)
-    return statistics.median(times), rss
-
-def dd(size):
-    return ["dd", f"if={W}/fs{size}.img", f"of={run_img}", "bs=4M", f"seek={slot_b}", "oflag=seek_bytes",
-            "conv=notrunc,fsync", "status=none"]
-
-def update(size):
-    return [hostos, "update", "-q", "--image", run_img, f"{W}/b{size}.hostos"]
-
-dd_t, _ = measure(dd(300))
-h_t, h_rss = measure(update(300))
-g_t, g_rss = measure(update(1024))
-print(f"install into the inactive slot, median of {runs}:")
-print(f"  dd of the 300 MiB filesystem (uncompressed, fsync)   {dd_t:7.3f} s")
-print(f"  hostos update, 300 MiB bundle                        {h_t:7.3f} s   peak RSS {h_rss/1024:5.1f} MiB")
-print(f"  hostos update, 1 GiB bundle                          {g_t:7.3f} s   peak RSS {g_rss/1024:5.1f} MiB")
-print(f"  hostos / dd (300 MiB): {h_t/dd_t:.2f}x   (target <= 1.15x)")
-print(f"  peak RSS: {max(h_rss, g_rss)/1024:.1f} MiB   (target <= 64 MiB)")
-PY
+(cd "$repo" && go build -o "$W/pairs" ./scripts/bench/pairs) || { echo "bench-update: go build pairs failed" >&2; exit 2; }
+slot_b=$("$hostos" inspect --json "$W/disk.img" | python3 -c '
+import json, sys
+print(next(p for p in json.load(sys.stdin)["partitions"] if p["number"] == 3)["start"])')
+fresh="cp --sparse=always $W/disk.img $W/run.img && sync"
+update() { echo "$hostos update -q --image $W/run.img $W/b$1.hostos"; }
+"$W/pairs" -n "$runs" -name "hostos update/dd (300 MiB)" -target 1.15 -prep-a "$fresh" -a "$(update 300)" -prep-b "$fresh" \
+	-b "dd if=$W/fs300.img of=$W/run.img bs=4M seek=$slot_b oflag=seek_bytes conv=notrunc,fsync status=none"
+"$W/pairs" -n "$runs" -name "hostos update 1 GiB/300 MiB" -prep-a "$fresh" -a "$(update 1024)" -prep-b "$fresh" -b "$(update 300)"
+echo "(peak RSS: the a_rss_mib and b_rss_mib of the RESULT lines; target <= 64 MiB)"
