@@ -29,7 +29,7 @@ func newBuildCmd() *cobra.Command {
 				spec, err = build.DefaultSpec()
 			} else {
 				var b []byte
-				if b, err = readFlagFile(specPath, "spec", limitSpec); err != nil {
+				if b, err = disk.ReadInput(specPath, "spec", build.MaxSpecBytes); err != nil {
 					return err
 				}
 				abs, aerr := filepath.Abs(specPath)

@@ -75,7 +75,7 @@ func newBundleCreateCmd() *cobra.Command {
 			}
 			var key ed25519.PrivateKey
 			if keyFile != "" {
-				b, err := readFlagFile(keyFile, "signing key", limitPEMKey)
+				b, err := disk.ReadInput(keyFile, "signing key", bundle.MaxKeyBytes)
 				if err != nil {
 					return err
 				}
@@ -225,7 +225,7 @@ func newBundleInspectCmd() *cobra.Command {
 			if len(keyFiles) > 0 {
 				keys := make([]ed25519.PublicKey, 0, len(keyFiles))
 				for _, kf := range keyFiles {
-					b, err := readFlagFile(kf, "public key", limitPEMKey)
+					b, err := disk.ReadInput(kf, "public key", bundle.MaxKeyBytes)
 					if err != nil {
 						return err
 					}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/hostapp/configure"
+	"github.com/hostos/hostos/partition/disk"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -188,7 +189,7 @@ func newConfigInjectCmd() *cobra.Command {
 		Args:  imageOrBootDir(&bootDir, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := args[len(args)-1]
-			b, err := readFlagFile(file, "config.json", limitConfigJSON)
+			b, err := disk.ReadInput(file, "config.json", config.MaxConfigBytes)
 			if err != nil {
 				return err
 			}

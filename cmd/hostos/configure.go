@@ -15,6 +15,7 @@ import (
 
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/hostapp/configure"
+	"github.com/hostos/hostos/partition/disk"
 )
 
 // configureFlags are the flags of `hostos configure`, turned into configure.Options by options.
@@ -109,7 +110,7 @@ func (f *configureFlags) options(cmd *cobra.Command) (configure.Options, error) 
 	}
 	o.Time = now
 	if f.configFile != "" {
-		b, err := readFlagFile(f.configFile, "--config", limitConfigJSON)
+		b, err := disk.ReadInput(f.configFile, "--config", config.MaxConfigBytes)
 		if err != nil {
 			return o, err
 		}
@@ -130,7 +131,7 @@ func (f *configureFlags) options(cmd *cobra.Command) (configure.Options, error) 
 	for _, k := range f.sshKeys {
 		data := []byte(k)
 		if _, err := os.Stat(k); err == nil {
-			if data, err = readFlagFile(k, "--ssh-key", limitSSHKey); err != nil {
+			if data, err = disk.ReadInput(k, "--ssh-key", config.MaxSSHKeysBytes); err != nil {
 				return o, err
 			}
 		} else if !looksLikeKey(k) {
@@ -163,7 +164,7 @@ func (f *configureFlags) options(cmd *cobra.Command) (configure.Options, error) 
 		if !ok || name == "" || file == "" {
 			return o, use("--udev-rule %q: expected NAME=FILE", r)
 		}
-		b, err := readFlagFile(file, "--udev-rule "+name, limitUdevRule)
+		b, err := disk.ReadInput(file, "--udev-rule "+name, config.MaxUdevRuleBytes)
 		if err != nil {
 			return o, err
 		}
@@ -183,14 +184,14 @@ func (f *configureFlags) options(cmd *cobra.Command) (configure.Options, error) 
 		o.Ethernet = e
 	}
 	for _, file := range f.connections {
-		b, err := readFlagFile(file, "--system-connection", limitKeyfile)
+		b, err := disk.ReadInput(file, "--system-connection", config.MaxKeyfileBytes)
 		if err != nil {
 			return o, err
 		}
 		o.Connections = append(o.Connections, configure.File{Name: baseName(file), Data: b})
 	}
 	if f.splash != "" {
-		if o.Splash, err = readFlagFile(f.splash, "--splash", limitSplash); err != nil {
+		if o.Splash, err = disk.ReadInput(f.splash, "--splash", config.MaxSplashBytes); err != nil {
 			return o, err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hostos/hostos/config/compose"
 	"github.com/hostos/hostos/hostapp/preload"
+	"github.com/hostos/hostos/partition/disk"
 )
 
 func newPreloadCmd() *cobra.Command {
@@ -34,7 +35,7 @@ partition's bytes change. A compressed image needs --output.`,
 				return usageError{errors.New("give exactly one of --compose FILE and --image REF (or only --supervisor)")}
 			}
 			if composeFile != "" {
-				b, err := readFlagFile(composeFile, "compose file", compose.MaxSize)
+				b, err := disk.ReadInput(composeFile, "compose file", compose.MaxSize)
 				if err != nil {
 					return err
 				}

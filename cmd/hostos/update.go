@@ -171,7 +171,7 @@ func loadKeys(files []string, dir string) ([]ed25519.PublicKey, error) {
 	}
 	var keys []ed25519.PublicKey
 	for _, f := range files {
-		b, err := readFlagFile(f, "key", limitPEMKey)
+		b, err := disk.ReadInput(f, "key", bundle.MaxKeyBytes)
 		if err != nil {
 			return nil, err
 		}
@@ -308,7 +308,7 @@ func newHealthCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			checks := health.Default()
-			b, err := readFlagFile(checksFile, "health checks", limitSpec)
+			b, err := disk.ReadInput(checksFile, "health checks", health.MaxChecksBytes)
 			switch {
 			case err == nil:
 				if checks, err = health.Parse(b, checksFile); err != nil {

@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -408,7 +407,7 @@ func (p *plan) collectBootFiles(work string) error {
 
 	cfg := config.NewConfig(dt.Slug, spec.Development)
 	if spec.Boot.ConfigJSON != "" {
-		b, err := readBounded(spec.path(spec.Boot.ConfigJSON), "config.json", limitConfigJSON)
+		b, err := disk.ReadInput(spec.path(spec.Boot.ConfigJSON), "config.json", config.MaxConfigBytes)
 		if err != nil {
 			return err
 		}
@@ -470,7 +469,7 @@ func (p *plan) collectBootFiles(work string) error {
 	}
 	for _, c := range spec.Boot.SystemConnections {
 		src := spec.path(c)
-		b, err := readBounded(src, "system connection", limitKeyfile)
+		b, err := disk.ReadInput(src, "system connection", config.MaxKeyfileBytes)
 		if err != nil {
 			return err
 		}
@@ -562,40 +561,6 @@ func (p *plan) writeDefaultRoot(dst string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// Bounds of the small files a spec names for the boot partition, checked before they are read.
-const (
-	limitConfigJSON = 1 << 20  // config.json; balena's own are a few KiB
-	limitKeyfile    = 64 << 10 // a NetworkManager keyfile
-)
-
-// readBounded reads a regular file of at most limit bytes; what names it in errors. A FIFO, a device or
-// an endless file is refused before anything is read.
-func readBounded(name, what string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s %s: not a regular file", what, name)
-	}
-	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s %s: %d bytes, more than the %d bytes allowed", what, name, fi.Size(), limit)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", what, name, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s %s: more than the %d bytes allowed", what, name, limit)
-	}
-	return b, nil
 }
 
 func (p *plan) derived(what string) []byte {

@@ -12,6 +12,7 @@ import (
 	"github.com/hostos/hostos/config/compose"
 	"github.com/hostos/hostos/hostapp/container"
 	"github.com/hostos/hostos/hostapp/preload"
+	"github.com/hostos/hostos/partition/disk"
 )
 
 // Preload is the spec's [preload] table: a release written into resin-data of the built image, as
@@ -117,7 +118,7 @@ func (s *Spec) preloadInto(ctx context.Context, img string, o *options) error {
 	}
 	if p.Compose != "" {
 		f := s.path(p.Compose)
-		b, err := readBounded(f, "preload compose file", compose.MaxSize)
+		b, err := disk.ReadInput(f, "preload compose file", compose.MaxSize)
 		if err != nil {
 			return err
 		}

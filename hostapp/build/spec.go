@@ -153,3 +153,6 @@ func (s *Spec) path(p string) string {
 func (s *Spec) Inputs() []string {
 	return append([]string{s.File, s.path(s.Rootfs.Source)}, s.preloadInputs()...)
 }
+
+// MaxSpecBytes bounds a spec file.
+const MaxSpecBytes = 1 << 20

@@ -79,3 +79,6 @@ func GenerateKey(rand io.Reader) (privPEM, pubPEM []byte, err error) {
 	return pem.EncodeToMemory(&pem.Block{Type: pemPrivate, Bytes: privDER}),
 		pem.EncodeToMemory(&pem.Block{Type: pemPublic, Bytes: pubDER}), nil
 }
+
+// MaxKeyBytes bounds a PEM key file (an ed25519 key is a few hundred bytes).
+const MaxKeyBytes = 16 << 10

@@ -383,3 +383,6 @@ func checkPlatform(img v1.Image, want v1.Platform) error {
 	}
 	return nil
 }
+
+// MaxCredentialsBytes bounds a credentials file: one USER:PASSWORD line.
+const MaxCredentialsBytes = 4 << 10

@@ -201,3 +201,6 @@ func keyLines(data []byte) lineIndex {
 	}
 	return x
 }
+
+// MaxChecksBytes bounds a health checks file.
+const MaxChecksBytes = 1 << 20
