@@ -399,8 +399,10 @@ func (p *plan) collectBootFiles(work string) error {
 		return err
 	}
 	for _, h := range hf {
-		if why, ok := generatedBootFiles[strings.ToLower(h.Dst)]; ok {
-			return fmt.Errorf("boot file %s: %s is written by build itself (%s)", h.Src, h.Dst, why)
+		for name, why := range generatedBootFiles {
+			if under(bootPath(h.Dst), bootPath(name), false) { // compared as the FAT compares names
+				return fmt.Errorf("boot file %s: %s is written by build itself (%s)", h.Src, h.Dst, why)
+			}
 		}
 		add(fat.File{Dst: h.Dst, Src: h.Src})
 	}
@@ -503,7 +505,7 @@ func (p *plan) collectBootFiles(work string) error {
 	return nil
 }
 
-// generatedBootFiles are the boot partition files build writes itself, lower-case, with where their
+// generatedBootFiles are the boot partition files build writes itself, with where their
 // content comes from; a boot file list entry naming one would be dropped silently, so it is refused.
 var generatedBootFiles = map[string]string{
 	"/config.json":          "give it as boot.config_json",
