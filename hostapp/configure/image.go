@@ -38,11 +38,11 @@ func Image(ctx context.Context, image, output string, o Options, progress func(d
 	}
 	// Assembled in a directory only the user can enter: the copy is readable only through it until it
 	// has the input's permission bits.
-	work, err := os.MkdirTemp(filepath.Dir(output), "."+filepath.Base(output)+".hostos-")
+	work, release, err := disk.WorkDir(filepath.Dir(output), "."+filepath.Base(output)+".hostos-")
 	if err != nil {
 		return Result{}, fmt.Errorf("output: %w", err)
 	}
-	defer os.RemoveAll(work)
+	defer release()
 	tmp := filepath.Join(work, "image")
 	if algo != "" {
 		err = disk.Decompress(ctx, image, tmp, progress)

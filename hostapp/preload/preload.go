@@ -230,11 +230,11 @@ func Preload(ctx context.Context, image, output string, o Options) (*Result, err
 
 	// The work directory beside the destination holds the copy and the staged store; only the user can
 	// enter it.
-	work, err := os.MkdirTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".hostos-")
+	work, release, err := disk.WorkDir(filepath.Dir(dest), "."+filepath.Base(dest)+".hostos-")
 	if err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
 	}
-	defer os.RemoveAll(work)
+	defer release()
 	cp := filepath.Join(work, "image")
 	if algo != "" {
 		err = disk.Decompress(ctx, image, cp, nil)
