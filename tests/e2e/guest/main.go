@@ -4,8 +4,9 @@
 // `hostos rollback-altboot`, the scenario's step and `hostos health` as a device would, print markers on the
 // serial console, then reboot or power off). Markers start with "HOSTOS-E2E ".
 //
-// Kernel command line: hostos.boot=<the boot partition's FAT UUID> hostos.root=<root partition number>, both
-// from GRUB; root= is left for hostos's own check of the running root.
+// Kernel command line: hostos.root=<root partition number>, and the boot disk named by hostos.boot=<the boot
+// partition's FAT UUID> (GRUB) or else by root=PARTUUID=<the root's partition UUID> (U-Boot's boot.scr);
+// root= is also hostos's own check of the running root.
 package main
 
 import (
@@ -115,15 +116,16 @@ func loadModules() {
 	}
 }
 
-// bootDisk waits for the disk whose partition 1 carries the boot file system GRUB named, and returns its
-// partitions.
-func bootDisk(bootUUID string) []device.Partition {
+// bootDisk waits for the disk whose partition 1 carries the boot file system GRUB named (bootUUID), or else
+// which holds the partition root=PARTUUID= names, and returns its partitions.
+func bootDisk(bootUUID, rootPartUUID string) []device.Partition {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		parts, err := device.Scan("/sys", "/dev")
 		if err == nil {
 			for _, p := range parts {
-				if p.Number == 1 && strings.EqualFold(p.UUID, bootUUID) {
+				if bootUUID != "" && p.Number == 1 && strings.EqualFold(p.UUID, bootUUID) ||
+					bootUUID == "" && rootPartUUID != "" && strings.EqualFold(p.PartUUID, rootPartUUID) {
 					var disk []device.Partition
 					for _, q := range parts {
 						if q.Disk == p.Disk {
@@ -135,7 +137,7 @@ func bootDisk(bootUUID string) []device.Partition {
 			}
 		}
 		if time.Now().After(deadline) {
-			fatal("no disk with boot partition %s (scan: %v, %d partitions)", bootUUID, err, len(parts))
+			fatal("no disk with boot partition %q or root PARTUUID %q (scan: %v, %d partitions)", bootUUID, rootPartUUID, err, len(parts))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -151,6 +153,17 @@ func partNode(parts []device.Partition, n int) string {
 	return ""
 }
 
+// labelNode is the partition of the boot disk whose file system has the label.
+func labelNode(parts []device.Partition, label string) string {
+	for _, p := range parts {
+		if p.Label == label {
+			return p.Device
+		}
+	}
+	fatal("boot disk has no file system labelled %s", label)
+	return ""
+}
+
 func stage1() {
 	mount("proc", "/proc", "proc", 0, "")
 	mount("sysfs", "/sys", "sysfs", 0, "")
@@ -161,14 +174,15 @@ func stage1() {
 	if _, err := fmt.Sscanf(cmdlineParam("hostos.root"), "%d", &rootN); err != nil || rootN < 1 {
 		fatal("hostos.root=%q", cmdlineParam("hostos.root"))
 	}
-	parts := bootDisk(cmdlineParam("hostos.boot"))
+	parts := bootDisk(cmdlineParam("hostos.boot"), strings.TrimPrefix(cmdlineParam("root"), "PARTUUID="))
 	root := partNode(parts, rootN)
 	mark("initramfs root=%d dev=%s", rootN, root)
 	mount(root, "/newroot", "ext4", unix.MS_RDONLY, "")
-	// balenaOS's places: boot 1, state 4 (GPT: 4), data 5 on GPT, by position on the boot disk.
+	// balenaOS's places: boot is partition 1; state and data (4 and 5 on GPT, 5 and 6 on msdos) by label,
+	// on the boot disk only.
 	mount(partNode(parts, 1), "/newroot/mnt/boot", "vfat", 0, "")
-	mount(partNode(parts, 4), "/newroot/mnt/state", "ext4", 0, "")
-	mount(partNode(parts, 5), "/newroot/mnt/data", "ext4", 0, "")
+	mount(labelNode(parts, "resin-state"), "/newroot/mnt/state", "ext4", 0, "")
+	mount(labelNode(parts, "resin-data"), "/newroot/mnt/data", "ext4", 0, "")
 	mount("tmpfs", "/newroot/run", "tmpfs", 0, "mode=0755")
 	mount("tmpfs", "/newroot/tmp", "tmpfs", 0, "mode=1777")
 	for _, m := range []string{"/dev", "/proc", "/sys"} {
