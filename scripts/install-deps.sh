@@ -6,7 +6,15 @@ set -euo pipefail
 pkgs=(e2fsprogs dosfstools mtools fdisk util-linux genimage bmap-tools grub-common libubootenv-tool zstd xz-utils gzip tar
   python3 python3-gi gir1.2-glib-2.0 openssh-client openssl
   docker.io docker-registry)  # the real engine (20.10, overlay2) that judges preloaded stores; a real registry
-if [ "${1:-}" = e2e ]; then pkgs+=(qemu-system-x86 ovmf grub-efi-amd64-bin cpio dpkg); fi
+if [ "${1:-}" = e2e ]; then
+  # x86-64: OVMF and GRUB; arm64: Debian's U-Boot for QEMU virt, qemu-system-aarch64 and mkimage (boot.scr).
+  pkgs+=(qemu-system-x86 ovmf grub-efi-amd64-bin cpio dpkg qemu-system-arm u-boot-qemu u-boot-tools)
+  # The arm64 kernel package is fetched at test time with apt-get download, which needs the architecture.
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    s=""; [ "$(id -u)" -eq 0 ] || s="sudo"
+    $s dpkg --add-architecture arm64 && $s apt-get update -qq
+  fi
+fi
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
