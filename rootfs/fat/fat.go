@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
-
-	"golang.org/x/sys/unix"
 )
 
 // Options describe the file system Make creates.
@@ -195,7 +193,7 @@ func zeroRange(img string, off, size int64) error {
 		return fmt.Errorf("fat image: %w", err)
 	}
 	if fi.Mode().IsRegular() {
-		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, size); err == nil {
+		if punchHole(f, off, size) == nil {
 			return nil
 		}
 	}
