@@ -1,7 +1,9 @@
 package main
 
 import (
+	"archive/tar"
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -14,9 +16,12 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/hostapp/build"
 	"github.com/hostos/hostos/hostapp/bundle"
+	"github.com/hostos/hostos/hostapp/update"
 	"github.com/hostos/hostos/partition/disk"
+	"github.com/hostos/hostos/rootfs/ext4"
 )
 
 func newBundleCmd() *cobra.Command {
@@ -43,6 +48,7 @@ type bundleSummary struct {
 func newBundleCreateCmd() *cobra.Command {
 	var (
 		rootfs, deviceType, version, deployDir, keyFile, out string
+		deltaFrom                                            string
 		bootFiles                                            []string
 		rootMiB                                              int
 		quiet, asJSON                                        bool
@@ -88,6 +94,18 @@ func newBundleCreateCmd() *cobra.Command {
 				Rootfs: rootfs, DeviceType: deviceType, Version: version, DeployDir: deployDir, BootFiles: bootFiles,
 				Key: key, Epoch: epoch, RootSize: int64(rootMiB) << 20, Progress: pr.update,
 			}
+			if deltaFrom != "" {
+				tmp := os.TempDir()
+				if out != "-" {
+					tmp = filepath.Dir(out)
+				}
+				base, closeBase, err := openDeltaBase(deltaFrom, tmp)
+				if err != nil {
+					return err
+				}
+				defer closeBase()
+				o.DeltaFrom = base
+			}
 			var m bundle.Metadata
 			summaryTo := cmd.OutOrStdout()
 			if out == "-" {
@@ -98,7 +116,7 @@ func newBundleCreateCmd() *cobra.Command {
 				}
 			} else {
 				o.TempDir = filepath.Dir(out)
-				err = writeBundleFile(out, append([]string{rootfs, keyFile}, bootFileSources(deployDir, bootFiles)...), func(w io.Writer) error {
+				err = writeBundleFile(out, append([]string{rootfs, keyFile, deltaFrom}, bootFileSources(deployDir, bootFiles)...), func(w io.Writer) error {
 					var err error
 					m, err = build.Bundle(cmd.Context(), o, w)
 					return err
@@ -119,6 +137,11 @@ func newBundleCreateCmd() *cobra.Command {
 			if signed {
 				sig = "signed"
 			}
+			if m.Delta != nil {
+				fmt.Fprintf(summaryTo, "delta bundle %s: %s (%s) %s from %s, root filesystem %d MiB, delta %d KiB, %s\n",
+					out, m.DeviceType, m.Arch, m.Version, m.Delta.BaseVersion, m.Rootfs.ImageSize>>20, (m.Rootfs.Size+1023)>>10, sig)
+				return nil
+			}
 			fmt.Fprintf(summaryTo, "bundle %s: %s (%s) %s, root filesystem %d MiB, %s\n",
 				out, m.DeviceType, m.Arch, m.Version, m.Rootfs.ImageSize>>20, sig)
 			return nil
@@ -133,9 +156,106 @@ func newBundleCreateCmd() *cobra.Command {
 	f.StringVar(&keyFile, "sign", "", "sign with the Ed25519 private key `KEY.pem` (hostos bundle keygen)")
 	f.IntVar(&rootMiB, "root-size", 0, "size of the root filesystem in `MiB` (default: the device type's root partition)")
 	f.StringVarP(&out, "output", "o", "", "write the bundle to `FILE` (- for standard output)")
+	f.StringVar(&deltaFrom, "delta-from", "", "make a delta bundle that updates the root filesystem of `OLD` (an older bundle, a disk image: its active slot, or an ext4 image), carrying only the chunks OLD lacks")
 	f.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
 	return cmd
+}
+
+// openDeltaBase opens the base of a delta bundle: an older full bundle (its image is extracted into a
+// file in tmp), a disk image (the root slot its bootloader points at) or an ext4 filesystem image.
+func openDeltaBase(path, tmp string) (*bundle.DeltaBase, func(), error) {
+	fail := func(err error) (*bundle.DeltaBase, func(), error) {
+		return nil, nil, fmt.Errorf("delta base %s: %w", path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fail(err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return fail(errors.New("not a regular file"))
+	}
+	head := make([]byte, 2048)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	switch {
+	case n >= 512 && isBundleHead(head):
+		defer f.Close()
+		img, err := os.CreateTemp(tmp, ".hostos-delta-base-*")
+		if err != nil {
+			return fail(err)
+		}
+		drop := func() { img.Close(); os.Remove(img.Name()) }
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			drop()
+			return fail(err)
+		}
+		bw := bufio.NewWriterSize(img, 1<<20)
+		m, err := bundle.ExtractImage(bufio.NewReaderSize(f, 1<<20), bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			drop()
+			return fail(err)
+		}
+		return &bundle.DeltaBase{Image: img, Size: m.Rootfs.ImageSize, Version: m.Version}, drop, nil
+	case n >= 1082 && head[1080] == 0x53 && head[1081] == 0xef: // an ext4 superblock at 1024
+		size, err := ext4.FilesystemSize(f, 0)
+		if err == nil && size > fileSize(f) {
+			err = fmt.Errorf("ext4 filesystem of %d bytes in a file of %d", size, fileSize(f))
+		}
+		if err != nil {
+			f.Close()
+			return fail(err)
+		}
+		osr, err := ext4.ReadFile(f, 0, size, "/etc/os-release")
+		v := config.OSVersion(osr)
+		if err != nil || v == "" {
+			f.Close()
+			return fail(errors.New("its /etc/os-release names no version"))
+		}
+		return &bundle.DeltaBase{Image: f, Size: size, Version: v}, func() { f.Close() }, nil
+	}
+	f.Close()
+	d, err := disk.Open(path, false)
+	if err != nil {
+		return fail(err)
+	}
+	tg, err := update.OpenImage(d, "")
+	if err != nil {
+		d.Close()
+		return fail(fmt.Errorf("neither a bundle, an ext4 image nor a disk image with root slots: %w", err))
+	}
+	slot := tg.Slots[tg.Booted]
+	size, err := ext4.FilesystemSize(d, slot.Start)
+	if err == nil && size > slot.Size {
+		err = fmt.Errorf("slot %s: filesystem of %d bytes in a partition of %d", tg.Booted, size, slot.Size)
+	}
+	v := tg.SlotVersion(tg.Booted)
+	if err == nil && v == "" {
+		err = fmt.Errorf("slot %s: its /etc/os-release names no version", tg.Booted)
+	}
+	if err != nil {
+		d.Close()
+		return fail(err)
+	}
+	return &bundle.DeltaBase{Image: io.NewSectionReader(d, slot.Start, size), Size: size, Version: v}, func() { d.Close() }, nil
+}
+
+// isBundleHead tells a hostos bundle by its first tar header.
+func isBundleHead(head []byte) bool {
+	h, err := tar.NewReader(bytes.NewReader(head[:512])).Next()
+	return err == nil && h.Name == bundle.MetadataName
+}
+
+func fileSize(f *os.File) int64 {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 // writeBundleFile writes path atomically (disk.Output): nothing appears at path unless write succeeds.

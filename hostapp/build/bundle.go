@@ -44,6 +44,9 @@ type BundleOptions struct {
 	RootSize int64
 	// TempDir is where the root filesystem is staged and the image made; empty means os.TempDir().
 	TempDir string
+	// DeltaFrom, when set, makes a delta bundle against this base (an older version's root filesystem):
+	// see bundle.CreateOptions.Base.
+	DeltaFrom *bundle.DeltaBase
 	// Progress, when set, is called with the step, done and total.
 	Progress ProgressFunc
 }
@@ -137,7 +140,7 @@ func Bundle(ctx context.Context, o BundleOptions, w io.Writer) (bundle.Metadata,
 	}
 	return bundle.Create(ctx, bundle.CreateOptions{
 		DeviceType: dt.Slug, Arch: dt.Arch, Version: o.Version, Created: p.mtime.Unix(),
-		Image: img, BootDir: bootDir, Key: o.Key, TempDir: work,
+		Image: img, BootDir: bootDir, Key: o.Key, TempDir: work, Base: o.DeltaFrom,
 		Progress: func(done, total int64) { progress("bundle", done, total) },
 	}, w)
 }

@@ -348,14 +348,19 @@ func TestDecodeMetadata(t *testing.T) {
 			t.Errorf("%s: no error", tc.name)
 		}
 	}
-	_, err = decodeMetadata([]byte(strings.Replace(s, `"format":1`, `"format":2`, 1)))
+	_, err = decodeMetadata([]byte(strings.Replace(s, `"format":1`, `"format":3`, 1)))
 	if !errors.Is(err, errUnsupported) {
-		t.Errorf("format 2: %v, want unsupported", err)
+		t.Errorf("format 3: %v, want unsupported", err)
+	}
+	// Format 2 is a delta bundle's: without "delta" it is malformed, not unsupported.
+	_, err = decodeMetadata([]byte(strings.Replace(s, `"format":1`, `"format":2`, 1)))
+	if err == nil || errors.Is(err, errUnsupported) {
+		t.Errorf("format 2 without delta: %v, want malformed", err)
 	}
 }
 
 func TestUnsupportedFormatIsNotCorrupt(t *testing.T) {
-	meta := []byte(`{"format":2,"whatever":true}`)
+	meta := []byte(`{"format":3,"whatever":true}`)
 	b := makeTar(t, entry{name: MetadataName, body: string(meta)}, entry{name: "rootfs.x", body: "x"})
 	_, err := readAll(b)
 	if err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "unsupported") {

@@ -27,7 +27,10 @@ type CreateOptions struct {
 	BootDir                   string             // directory of boot partition files; "" for none
 	Key                       ed25519.PrivateKey // signs the bundle; nil for an unsigned one
 	TempDir                   string             // where the compressed payloads wait; "" for os.TempDir
-	Progress                  func(done, total int64)
+	// Base, when set, makes a delta bundle (format DeltaFormatVersion): its root filesystem member
+	// carries only the chunks of Image that Base lacks, with the chunk index of Image.
+	Base     *DeltaBase
+	Progress func(done, total int64)
 }
 
 func (o *CreateOptions) check() error {
@@ -76,14 +79,22 @@ func Create(ctx context.Context, o CreateOptions, w io.Writer) (Metadata, error)
 		return Metadata{}, err
 	}
 	defer rootTmp.discard()
-	rootfs, err := compressImage(ctx, img, size, rootTmp, progress)
+	var rootfs Payload
+	var dm *Delta
+	format := FormatVersion
+	if o.Base != nil {
+		format = DeltaFormatVersion
+		rootfs, dm, err = deltaPayload(ctx, *o.Base, img, size, rootTmp.File, progress)
+	} else {
+		rootfs, err = compressImage(ctx, img, size, rootTmp, progress)
+	}
 	if err != nil {
 		return Metadata{}, fmt.Errorf("create bundle: image %s: %w", o.Image, err)
 	}
 
 	mtime := time.Unix(o.Created, 0)
-	m := Metadata{Format: FormatVersion, DeviceType: o.DeviceType, Arch: o.Arch, Version: o.Version,
-		Created: o.Created, Rootfs: rootfs}
+	m := Metadata{Format: format, DeviceType: o.DeviceType, Arch: o.Arch, Version: o.Version,
+		Created: o.Created, Rootfs: rootfs, Delta: dm}
 	var boot io.Reader
 	total := size + rootfs.Size
 	if o.BootDir != "" {

@@ -43,7 +43,7 @@
 // A payload describes one member:
 //
 //	{
-//	  "compression": "zstd",              // "zstd" or "none"
+//	  "compression": "zstd",              // "zstd" or "none" ("delta": see DELTA BUNDLES)
 //	  "filesystem":  "ext4",              // rootfs: "ext4"; boot: absent
 //	  "imageChunkSize":    4194304,         // optional, with imageChunksSha256 (root filesystem only):
 //	  "imageChunksSha256": "<64 hex>",      // sha256 of the concatenated raw sha256 of each chunk of the
@@ -57,6 +57,32 @@
 //
 // With compression "none" the stored and decompressed size and digest are the same. A zstd payload is
 // one or more zstd frames whose window is at most 128 MiB, which bounds what a reader must hold.
+//
+// # DELTA BUNDLES
+//
+// Format version 2 is a delta bundle: the same members in the same order, but the root filesystem member
+// (hostos writes "rootfs.ext4.delta") is a hostos delta (package hostapp/delta) that makes the new image
+// from the image a device already runs, and the metadata gains "delta":
+//
+//	{
+//	  "delta": {
+//	    "baseSha256":  "<64 hex>",          // sha256 of the base image's first baseSize bytes, with its
+//	    "baseSize":    1234,                // volume label cleared (a slot's filesystem carries its label)
+//	    "baseVersion": "6.0.12",            // OS version of the base, for messages
+//	    "indexSha256": "<64 hex>"           // sha256 of the chunk index the member holds (hostapp/delta's
+//	  },                                    // encoding): the new image's full list of chunks and their sha256
+//	  "format": 2,
+//	  "rootfs": { "compression": "delta", "name": "rootfs.ext4.delta", ... },
+//	  ...                                   // the rest as in format 1
+//	}
+//
+// In the rootfs payload, "size" and "sha256" describe the delta member as stored and "imageSize",
+// "imageSha256" (and the optional chunked digest) the whole new image, exactly as in a full bundle, so
+// that the image assembled from the base's chunks and the delta's is checked as a full update's. The
+// member is: "HOSTOSDL", format u32, base size u64, base sha256, base version (u16 length, bytes), index
+// length u64, the index, then one zstd stream of the chunks of the new image that the base lacks, in
+// index order. A format 2 bundle without "delta", or "delta" or compression "delta" anywhere else, is
+// malformed. Readers of format 1 only refuse format 2 as unsupported; format 1 bundles are unchanged.
 //
 // Members are written with mode 0644, uid and gid 0, no user or group names and mtime = created, and the
 // boot tar likewise (directories 0755), so the same inputs give the same bundle bytes.

@@ -9,8 +9,12 @@ import (
 	"strings"
 )
 
-// FormatVersion is the bundle format this package writes and reads.
+// FormatVersion is the bundle format of full bundles, which this package writes and reads.
 const FormatVersion = 1
+
+// DeltaFormatVersion is the bundle format of delta bundles (metadata "delta" set). Readers of format 1
+// only refuse it as an unsupported format rather than misreading it.
+const DeltaFormatVersion = 2
 
 // Member names and payload values of the format.
 const (
@@ -23,6 +27,11 @@ const (
 
 	CompressionZstd = "zstd"
 	CompressionNone = "none"
+	// CompressionDelta marks a root filesystem member that is a hostos delta (hostapp/delta) of the
+	// image against the base that metadata "delta" names.
+	CompressionDelta = "delta"
+	// DeltaName is the root filesystem member name CreateDelta uses.
+	DeltaName = "rootfs.ext4.delta"
 
 	FilesystemExt4 = "ext4"
 )
@@ -39,6 +48,17 @@ type Metadata struct {
 	Created    int64    `json:"created"`    // Unix seconds (SOURCE_DATE_EPOCH); also the members' mtime
 	Rootfs     Payload  `json:"rootfs"`     // the root filesystem image
 	Boot       *Payload `json:"boot,omitempty"`
+	// Delta, set in a delta bundle (format DeltaFormatVersion) only, names the image the root
+	// filesystem member applies to.
+	Delta *Delta `json:"delta,omitempty"`
+}
+
+// Delta names the base image of a delta bundle and the chunk index of the new image.
+type Delta struct {
+	BaseSize    int64  `json:"baseSize"`    // bytes of the base image (a slot's filesystem)
+	BaseSHA256  string `json:"baseSha256"`  // of the base image, its volume label cleared
+	BaseVersion string `json:"baseVersion"` // OS version of the base, for messages
+	IndexSHA256 string `json:"indexSha256"` // of the new image's chunk index as the delta member holds it
 }
 
 // Payload describes one payload member of a bundle.
@@ -63,8 +83,22 @@ const DefaultImageChunkSize = 4 << 20
 
 // validate checks m as this package writes and reads it. Its errors name the field.
 func (m *Metadata) validate() error {
-	if m.Format != FormatVersion {
-		return fmt.Errorf("metadata format %d: unsupported, want %d", m.Format, FormatVersion)
+	if m.Format != FormatVersion && m.Format != DeltaFormatVersion {
+		return fmt.Errorf("metadata format %d: unsupported, want %d or %d", m.Format, FormatVersion, DeltaFormatVersion)
+	}
+	isDelta := m.Format == DeltaFormatVersion
+	if isDelta != (m.Delta != nil) || isDelta != (m.Rootfs.Compression == CompressionDelta) {
+		return fmt.Errorf("metadata format %d: a delta bundle is format %d with \"delta\" and rootfs compression %q, and only a delta bundle",
+			m.Format, DeltaFormatVersion, CompressionDelta)
+	}
+	if d := m.Delta; d != nil {
+		if d.BaseSize <= 0 || !isDigest(d.BaseSHA256) || !isDigest(d.IndexSHA256) {
+			return fmt.Errorf("metadata delta: base size %d, base sha256 %q, index sha256 %q: want a positive size and 64 lower-case hex digits",
+				d.BaseSize, d.BaseSHA256, d.IndexSHA256)
+		}
+		if err := checkText(d.BaseVersion); err != nil {
+			return fmt.Errorf("metadata delta baseVersion %q: %w", d.BaseVersion, err)
+		}
 	}
 	for _, f := range []struct{ name, v string }{{"deviceType", m.DeviceType}, {"arch", m.Arch}, {"version", m.Version}} {
 		if err := checkText(f.v); err != nil {
@@ -84,6 +118,9 @@ func (m *Metadata) validate() error {
 		if err := m.Boot.validate(); err != nil {
 			return fmt.Errorf("metadata boot: %w", err)
 		}
+		if m.Boot.Compression == CompressionDelta {
+			return fmt.Errorf("metadata boot compression %q: for the root filesystem only", CompressionDelta)
+		}
 		if m.Boot.Filesystem != "" {
 			return fmt.Errorf("metadata boot filesystem %q: want none", m.Boot.Filesystem)
 		}
@@ -99,9 +136,9 @@ func (p *Payload) validate() error {
 		return fmt.Errorf("name %q: %w", p.Name, err)
 	}
 	switch p.Compression {
-	case CompressionZstd, CompressionNone:
+	case CompressionZstd, CompressionNone, CompressionDelta:
 	default:
-		return fmt.Errorf("compression %q: want %q or %q", p.Compression, CompressionZstd, CompressionNone)
+		return fmt.Errorf("compression %q: want %q, %q or %q", p.Compression, CompressionZstd, CompressionNone, CompressionDelta)
 	}
 	if p.Size < 0 || p.ImageSize < 0 {
 		return fmt.Errorf("size %d, image size %d: negative", p.Size, p.ImageSize)
@@ -201,8 +238,8 @@ func decodeMetadata(b []byte) (Metadata, error) {
 	if probe.Format == nil {
 		return Metadata{}, errors.New("metadata: no format")
 	}
-	if *probe.Format != FormatVersion {
-		return Metadata{}, fmt.Errorf("%w %d, want %d", errUnsupported, *probe.Format, FormatVersion)
+	if *probe.Format != FormatVersion && *probe.Format != DeltaFormatVersion {
+		return Metadata{}, fmt.Errorf("%w %d, want %d or %d", errUnsupported, *probe.Format, FormatVersion, DeltaFormatVersion)
 	}
 	if err := checkKeys(b); err != nil {
 		return Metadata{}, fmt.Errorf("metadata: %w", err)
@@ -227,6 +264,7 @@ var metadataKeys = map[string]bool{
 	"format": true, "deviceType": true, "arch": true, "version": true, "created": true, "rootfs": true, "boot": true,
 	"name": true, "filesystem": true, "compression": true, "size": true, "sha256": true, "imageSize": true,
 	"imageSha256": true, "imageChunkSize": true, "imageChunksSha256": true,
+	"delta": true, "baseSize": true, "baseSha256": true, "baseVersion": true, "indexSha256": true,
 }
 
 // checkKeys rejects duplicate keys and keys not spelt exactly as the format does, which encoding/json

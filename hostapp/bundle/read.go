@@ -257,6 +257,10 @@ func (r *Reader) Metadata() Metadata {
 // or a malformed payload is an error wrapping ErrCorrupt from Read, at the latest in place of io.EOF.
 // When the bundle has no boot member, the end of the archive is checked before io.EOF, too. So callers
 // read it to io.EOF before they trust what they wrote. Rootfs can be called once.
+//
+// Of a delta bundle (Metadata().Delta set), Rootfs yields the member as stored, a hostos delta
+// (hostapp/delta), checked against Size and SHA256; whoever applies it checks the image it makes
+// against ImageSize and ImageSHA256.
 func (r *Reader) Rootfs() (io.Reader, error) {
 	if r.err != nil {
 		return nil, r.err
@@ -451,8 +455,8 @@ func (p *payloadReader) Read(b []byte) (int, error) {
 	p.n += int64(n)
 	switch {
 	case err != nil && err != io.EOF:
-	case p.n > p.p.ImageSize:
-		err = corrupt("%s: more than the %d bytes metadata says", p.what, p.p.ImageSize)
+	case p.n > p.outSize():
+		err = corrupt("%s: more than the %d bytes metadata says", p.what, p.outSize())
 	case err == io.EOF:
 		if err = p.finish(); err == nil {
 			p.err = io.EOF
@@ -486,8 +490,8 @@ func (p *payloadReader) finish() error {
 			return corrupt("%s: sha256 %s, metadata says %s", p.what, sum, p.p.SHA256)
 		}
 	}
-	if p.n != p.p.ImageSize {
-		return corrupt("%s: image is %d bytes, metadata says %d", p.what, p.n, p.p.ImageSize)
+	if p.n != p.outSize() {
+		return corrupt("%s: image is %d bytes, metadata says %d", p.what, p.n, p.outSize())
 	}
 	if p.image != nil {
 		if sum := hex.EncodeToString(p.image.Sum(nil)); sum != p.p.ImageSHA256 {
@@ -499,6 +503,14 @@ func (p *payloadReader) finish() error {
 	}
 	p.r.state = atBoot
 	return nil
+}
+
+// outSize is the number of bytes the payload yields: the image's, or a delta's stored bytes.
+func (p *payloadReader) outSize() int64 {
+	if p.p.Compression == CompressionDelta {
+		return p.p.Size
+	}
+	return p.p.ImageSize
 }
 
 func (p *payloadReader) close() {

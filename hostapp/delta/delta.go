@@ -157,24 +157,54 @@ func ReadHeader(d io.ReaderAt, size int64) (Header, int64, error) {
 }
 
 // Apply writes to w the image the delta d (size bytes) describes, from the chunks of base (whose first
-// BaseSize bytes must be the base the delta was made from) and the delta's own. Everything is checked
-// before the first byte is written: the base's digest, then every chunk of the delta (its sha256 against
-// the index, none missing, nothing after the last); while writing, each chunk taken from base is hashed
-// again. progress, if not nil, gets the bytes written and the image size.
+// BaseSize bytes must be the base the delta was made from) and the delta's own: Prepare, then WriteTo.
+// Nothing is written unless every check of Prepare passed. progress, if not nil, gets the bytes written
+// and the image size.
 func Apply(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.ReaderAt, size int64, w io.Writer, progress func(done, total int64)) (Header, error) {
-	h, payload, err := ReadHeader(d, size)
+	pl, err := Prepare(ctx, base, baseAvail, d, size)
 	if err != nil {
-		return h, err
+		return pl.Header, err
 	}
-	if progress == nil {
-		progress = func(int64, int64) {}
+	return pl.Header, pl.WriteTo(ctx, w, progress)
+}
+
+// Plan is a delta checked against its base, ready to write the new image.
+type Plan struct {
+	Header
+	base    io.ReaderAt
+	d       io.ReaderAt
+	payload int64
+	size    int64
+	at      map[[32]byte]int64 // base chunks by sum: their offset in base
+}
+
+// NewBytes is how many bytes of the new image come from the delta rather than the base.
+func (pl *Plan) NewBytes() int64 {
+	var n int64
+	for _, c := range pl.Index.Chunks {
+		if _, ok := pl.at[c.Sum]; !ok {
+			n += c.Len
+		}
+	}
+	return n
+}
+
+// Prepare reads the delta d (size bytes) and checks it against base, writing nothing: the base's size
+// and digest (a different base is ErrWrongBase, naming the version the delta needs), then every chunk of
+// the delta (its sha256 against the index, none missing, nothing after the last; ErrCorrupt). The
+// returned Plan holds the header even on error, when the header could be read.
+func Prepare(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.ReaderAt, size int64) (*Plan, error) {
+	h, payload, err := ReadHeader(d, size)
+	pl := &Plan{Header: h, base: base, d: d, payload: payload, size: size}
+	if err != nil {
+		return pl, err
 	}
 	need := "base " + hex.EncodeToString(h.BaseSum[:8])
 	if h.BaseVersion != "" {
 		need = "version " + h.BaseVersion
 	}
 	if baseAvail < h.BaseSize {
-		return h, fmt.Errorf("%w: it needs %s (%d bytes), the base has %d bytes", ErrWrongBase, need, h.BaseSize, baseAvail)
+		return pl, fmt.Errorf("%w: it needs %s (%d bytes), the base has %d bytes", ErrWrongBase, need, h.BaseSize, baseAvail)
 	}
 	// The base's chunks, found by splitting it with the delta's parameters.
 	at := map[[32]byte]int64{}
@@ -187,16 +217,30 @@ func Apply(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.ReaderAt
 		return nil
 	})
 	if err != nil {
-		return h, fmt.Errorf("read base: %w", err)
+		return pl, fmt.Errorf("read base: %w", err)
 	}
 	if !bytes.Equal(whole.Sum(nil), h.BaseSum[:]) {
-		return h, fmt.Errorf("%w: it needs %s, the running slot differs", ErrWrongBase, need)
+		return pl, fmt.Errorf("%w: it needs %s, the running slot differs", ErrWrongBase, need)
 	}
-	// Pass 1: every chunk the delta carries, checked without writing.
+	pl.at = at
+	// Every chunk the delta carries, checked without writing.
 	if err := eachNew(ctx, h, at, d, payload, size, func(Chunk, []byte) error { return nil }); err != nil {
-		return h, err
+		return pl, err
 	}
-	// Pass 2: the image, chunk by chunk.
+	return pl, nil
+}
+
+// WriteTo streams the new image to w, chunk by chunk: each chunk taken from the base is hashed again
+// (ErrWrongBase when the base changed since Prepare), each of the delta's too. progress, if not nil,
+// gets the bytes written and the image size.
+func (pl *Plan) WriteTo(ctx context.Context, w io.Writer, progress func(done, total int64)) error {
+	if pl.at == nil {
+		return errors.New("delta: not prepared")
+	}
+	if progress == nil {
+		progress = func(int64, int64) {}
+	}
+	h, at, base := pl.Header, pl.at, pl.base
 	var done int64
 	buf := make([]byte, h.Index.Params.Max)
 	next := 0
@@ -210,6 +254,9 @@ func Apply(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.ReaderAt
 	}
 	fromBase := func(upto int) error {
 		for ; next < upto; next++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			c := h.Index.Chunks[next]
 			off, ok := at[c.Sum]
 			if !ok {
@@ -228,7 +275,7 @@ func Apply(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.ReaderAt
 		}
 		return nil
 	}
-	err = eachNew(ctx, h, at, d, payload, size, func(c Chunk, data []byte) error {
+	err := eachNew(ctx, h, at, pl.d, pl.payload, pl.size, func(c Chunk, data []byte) error {
 		i := indexOf(h.Index.Chunks, next, c.Off)
 		if err := fromBase(i); err != nil {
 			return err
@@ -237,15 +284,15 @@ func Apply(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.ReaderAt
 		return write(data)
 	})
 	if err != nil {
-		return h, err
+		return err
 	}
 	if err := fromBase(len(h.Index.Chunks)); err != nil {
-		return h, err
+		return err
 	}
 	if done != h.Index.Size {
-		return h, fmt.Errorf("%w: wrote %d of %d bytes", ErrCorrupt, done, h.Index.Size)
+		return fmt.Errorf("%w: wrote %d of %d bytes", ErrCorrupt, done, h.Index.Size)
 	}
-	return h, nil
+	return nil
 }
 
 // indexOf finds the chunk at offset off, searching from i.
