@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,7 +88,8 @@ func newUpdateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "update SOURCE",
 		Short: "Install a new OS into the inactive root slot and boot it next, on trial",
-		Long: `Install a new OS into the inactive A/B root slot: SOURCE is a hostos bundle, an OCI image (layout
+		Long: `Install a new OS into the inactive A/B root slot: SOURCE is a hostos bundle (full, or a delta made
+with bundle create --delta-from, assembled from the running slot), an OCI image (layout
 directory, docker save archive, or docker://registry/repo:tag), or a root filesystem tar; a file, - for
 stdin, or an http(s) URL, streamed. The payload is verified after writing, the new OS's boot files are
 installed (config.json, splash, system-connections and env files are kept), and the bootloader boots the
@@ -118,12 +120,13 @@ are accepted.`,
 			}
 			p := newProgress(quiet || asJSON)
 			slot := tg.Slots[tg.Booted.Other()]
+			running := tg.Slots[tg.Booted] // a delta bundle's base
 			if tempDir == "" && tf.image != "" {
 				tempDir = filepath.Dir(tf.image)
 			}
 			payload, err := source.Open(cmd.Context(), args[0], source.Options{
 				Keys: pubs, DeviceType: tg.DeviceType, RootSize: slot.Size, TempDir: tempDir, Progress: p.update,
-				RegistryAuth: auth,
+				RegistryAuth: auth, Base: io.NewSectionReader(tg.Disk, running.Start, running.Size), BaseSize: running.Size,
 			})
 			if err != nil {
 				return err
@@ -138,6 +141,10 @@ are accepted.`,
 					return err
 				}
 			} else {
+				if payload.BaseVersion != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "delta from %s: %d KiB of %d MiB carried (%.2f %%), the rest read from slot %s\n",
+						payload.BaseVersion, (payload.Transferred+1023)>>10, payload.Size>>20, 100*float64(payload.Transferred)/float64(max(payload.Size, 1)), res.From)
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "slot %s now holds %s (%d MiB, verified), %d boot files updated; it boots next, on trial\n",
 					res.To, orDash(res.Version), res.Bytes>>20, len(res.Boot))
 			}

@@ -46,6 +46,10 @@ type Payload struct {
 	ImageChunksSHA256 string
 	// Signed is true for a bundle whose signature verified against Options.Keys.
 	Signed bool
+	// BaseVersion, set for a delta bundle, is the version of the running slot it was made against, and
+	// Transferred the bytes of the delta, of the Size bytes it makes.
+	BaseVersion string
+	Transferred int64
 	// Boot yields the new OS's boot files (slash-separated paths relative to the boot partition) once
 	// Image was read to io.EOF. fn sees content before it is verified: it is trusted only when Boot
 	// returns nil. Boot is nil when the source has no boot files.
@@ -78,6 +82,11 @@ type Options struct {
 	// RegistryAuth, when set, is the one credential sent to a registry (container.ParseCredentials reads
 	// "USER:PASSWORD"); nil: the docker config's credentials for the registry, or anonymous.
 	RegistryAuth authn.Authenticator
+	// Base and BaseSize are the running slot (its partition's bytes), which a delta bundle is applied
+	// to: its chunks are read from there, each checked. Without them a delta bundle is refused with
+	// ErrNoBase.
+	Base     io.ReaderAt
+	BaseSize int64
 	// Progress, when set, is called with a step and bytes done of total (0 when unknown) while a
 	// source is downloaded, staged or made into an image.
 	Progress func(step string, done, total int64)
@@ -365,6 +374,9 @@ func openBundle(ctx context.Context, what string, r io.Reader, closeFn func() er
 			what, ErrTooLarge, ceilMiB(m.Rootfs.ImageSize), o.RootSize/mib)
 	}
 	src.buffer()
+	if m.Delta != nil {
+		return openDelta(ctx, what, br, m, closeFn, o)
+	}
 	img, err := br.Rootfs()
 	if err != nil {
 		closeFn()
