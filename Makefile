@@ -74,7 +74,7 @@ vet-cross:
 # Every test: unit, codec, end-to-end build and interop with balena's tools, then the QEMU boots.
 test: deps oracle vet
 	HOSTOS_ORACLE=$$( [ -f $(ORACLE_DIR)/balena-oracle.js ] && cd $(ORACLE_DIR) && pwd )/balena-oracle.js \
-		$(GO) test -count=1 -timeout 40m ./...
+		$(GO) test -count=1 -timeout 60m ./...
 	FUZZTIME=$(CI_FUZZTIME) scripts/fuzz.sh
 	$(MAKE) e2e
 
