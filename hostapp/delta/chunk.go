@@ -54,12 +54,18 @@ func (p Params) cut(b []byte) int {
 		return n
 	}
 	d := p.Avg - p.Min
+	// h % d by multiplication (Lemire's fastmod): a division per byte would dominate the loop.
+	m := ^uint64(0)/uint64(d) + 1
+	mod := func(h uint32) uint32 {
+		hi, _ := bits.Mul64(m*uint64(h), uint64(d))
+		return uint32(hi)
+	}
 	var h uint32
 	for _, c := range b[int(p.Min)-window : p.Min] {
 		h = bits.RotateLeft32(h, 1) ^ table[c]
 	}
 	for i := int(p.Min); i < n; i++ {
-		if h%d == d-1 {
+		if mod(h) == d-1 {
 			return i
 		}
 		h = bits.RotateLeft32(h, 1) ^ bits.RotateLeft32(table[b[i-window]], window%32) ^ table[b[i]]

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"flag"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -283,5 +284,24 @@ func TestDeltaExt4(t *testing.T) {
 	}
 	if st.NewChunks > 2*casyncNew+4 {
 		t.Fatalf("hostos needs %d new chunks where casync needs %d", st.NewChunks, casyncNew)
+	}
+}
+
+// TestFastMod: the chunker's multiply-shift remainder equals h % d for the divisors of its parameters
+// and values across the range.
+func TestFastMod(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, d := range []uint32{DefaultParams.Avg - DefaultParams.Min, 1, 3, 4096, 49152, 1<<31 - 1, 1 << 31} {
+		m := ^uint64(0)/uint64(d) + 1
+		for i := 0; i < 100000; i++ {
+			h := rng.Uint32()
+			if i < 3 {
+				h = []uint32{0, ^uint32(0), d - 1}[i]
+			}
+			hi, _ := bits.Mul64(m*uint64(h), uint64(d))
+			if uint32(hi) != h%d {
+				t.Fatalf("d %d h %d: %d, want %d", d, h, hi, h%d)
+			}
+		}
 	}
 }
