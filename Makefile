@@ -87,13 +87,14 @@ fuzz:
 # Speed and memory against the baselines the issues name, every comparison in interleaved pairs
 # (scripts/bench/pairs): genimage, the shell pipeline and the tree's archives against the directory for
 # build, balena-device-init and a Go hello-world (hostos --version) for configure, dd of the filesystem
-# for update, docker load into a fresh dockerd for preload.
+# for update, docker load into a fresh dockerd for preload, a full update for a delta update.
 bench: deps hostos oracle
 	scripts/bench-build.sh
 	HOSTOS=$(OUT)/hostos HOSTOS_ORACLE=$$(cd $(ORACLE_DIR) && pwd)/balena-oracle.js scripts/bench-configure.sh
 	HOSTOS=$(OUT)/hostos scripts/bench-update.sh
 	HOSTOS=$(OUT)/hostos scripts/bench-flash.sh
 	HOSTOS=$(OUT)/hostos scripts/bench-preload.sh
+	HOSTOS=$(OUT)/hostos scripts/bench-delta.sh
 
 # Parse layers/meta-hostos with the bitbake of a poky checkout (scarthgap or newer): make check-layer POKY_DIR=...
 check-layer:
