@@ -138,6 +138,10 @@ const bootCountSize = 0xd
 //
 // The base mismatch is U-Boot's, and kept: a count of "a" to "f" compares as 0, so after ten uncommitted
 // boots the board tries the new root again for six boots.
+//
+// bootenv.UBootScript does the same steps; tests/e2e (TestE2E/arm64/bootsim) boots it on Debian's U-Boot in
+// QEMU over nine sets of env files and checks that this model chooses the same root and leaves the same
+// bootcount.env, byte for byte.
 func uboot(fsys bootfs.FS, p bootenv.Parts) (bootenv.Slot, error) {
 	roota, rootb := bootenv.FormatRootPart(p.A), bootenv.FormatRootPart(p.B)
 	env := map[string]string{
