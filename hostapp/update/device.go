@@ -17,6 +17,7 @@ type DeviceOptions struct {
 	BootDir, StateDir string // /mnt/boot, /mnt/state
 	SysRoot, DevRoot  string // /sys, /dev
 	ProcRoot          string // /proc
+	RunRoot           string // /run
 	Writable          bool
 }
 
@@ -34,6 +35,7 @@ func OpenDevice(o DeviceOptions) (*Target, error) {
 	def(&o.SysRoot, "/sys")
 	def(&o.DevRoot, "/dev")
 	def(&o.ProcRoot, "/proc")
+	def(&o.RunRoot, "/run")
 	cmdline, err := os.ReadFile(o.ProcRoot + "/cmdline")
 	if err != nil {
 		return nil, fmt.Errorf("kernel command line: %w", err)
@@ -89,6 +91,7 @@ func openDeviceDisk(d disk.Disk, active, inactive device.Root, o DeviceOptions) 
 			tg.Labels[slot] = labels[0]
 		}
 	}
+	tg.RunDir = o.RunRoot
 	if _, err := os.Stat(o.SysRoot + "/firmware/efi"); err == nil {
 		tg.EFI = true
 	}

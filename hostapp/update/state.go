@@ -20,10 +20,25 @@ const (
 	HealthTriggered   = "rollback-health-triggered"
 	AltbootTriggered  = "rollback-altboot-triggered"
 	HealthFailed      = "rollback-health-failed"
+	// HealthVariables is not empty: balenaOS's hostapp-update writes BALENAOS_ROLLBACK_VPNONLINE=1 or 0 in
+	// it (whether the VPN was up before the update), and its rollback-tests fail the new OS when the VPN
+	// was up and has not come back.
+	HealthVariables = "rollback-health-variables"
 )
 
 // Breadcrumbs lists every breadcrumb name, for status.
-var Breadcrumbs = []string{HealthBreadcrumb, AltbootBreadcrumb, HealthTriggered, AltbootTriggered, HealthFailed}
+var Breadcrumbs = []string{HealthBreadcrumb, AltbootBreadcrumb, HealthTriggered, AltbootTriggered, HealthFailed, HealthVariables}
+
+// stopped are the files balenaOS's rollback-stop removes when an update ends, by a commit or a rollback.
+var stopped = []string{HealthVariables, AltbootBreadcrumb, HealthBreadcrumb, HealthFailed}
+
+// healthVariables is the content of HealthVariables, as balenaOS's hostapp-update writes it.
+func healthVariables(vpnOnline bool) []byte {
+	if vpnOnline {
+		return []byte("BALENAOS_ROLLBACK_VPNONLINE=1\n")
+	}
+	return []byte("BALENAOS_ROLLBACK_VPNONLINE=0\n")
+}
 
 // State is what the A/B decisions depend on: the bootloader's variables, the slot running now, and the
 // breadcrumbs present.
@@ -31,6 +46,8 @@ type State struct {
 	Env    bootenv.Env
 	Booted bootenv.Slot
 	Crumbs map[string]bool
+	// VPNOnline says the device's VPN is connected now (balenaOS's /run/openvpn/vpn_status/active).
+	VPNOnline bool
 }
 
 // Pending reports whether an update waits for its commit.
@@ -42,7 +59,12 @@ type Step struct {
 	Env    bootenv.Env
 	Touch  []string
 	Remove []string
-	Reboot bool
+	// Put are state files to write with content.
+	Put map[string][]byte `json:"-"`
+	// RestoreBoot: the step goes back to the slot an update replaced, and the boot files that update
+	// replaced come back with it (as balenaOS's rollbacks run the old OS's boot-file hook).
+	RestoreBoot bool `json:"restoreBoot,omitempty"`
+	Reboot      bool
 	// What says in a few words what the step does, for the user.
 	What string
 }
@@ -60,6 +82,7 @@ func Install(s State, to bootenv.Slot) Step {
 		Env:    bootenv.Env{Root: to, UpgradeAvailable: true, BootCount: 0},
 		Touch:  []string{HealthBreadcrumb, AltbootBreadcrumb},
 		Remove: []string{HealthTriggered, AltbootTriggered, HealthFailed},
+		Put:    map[string][]byte{HealthVariables: healthVariables(s.VPNOnline)},
 		What:   fmt.Sprintf("boot slot %s next, on trial", to),
 	}
 }
@@ -74,7 +97,7 @@ func Commit(s State) (Step, error) {
 	}
 	return Step{
 		Env:    bootenv.Env{Root: s.Env.Root},
-		Remove: []string{HealthBreadcrumb, AltbootBreadcrumb},
+		Remove: stopped,
 		What:   fmt.Sprintf("slot %s committed", s.Env.Root),
 	}, nil
 }
@@ -87,11 +110,12 @@ func HealthRollback(s State) (Step, error) {
 	}
 	back := s.Env.Root.Other()
 	return Step{
-		Env:    bootenv.Env{Root: back},
-		Touch:  []string{HealthTriggered},
-		Remove: []string{HealthBreadcrumb, AltbootBreadcrumb},
-		Reboot: true,
-		What:   fmt.Sprintf("unhealthy: back to slot %s", back),
+		Env:         bootenv.Env{Root: back},
+		Touch:       []string{HealthTriggered},
+		Remove:      stopped,
+		RestoreBoot: true,
+		Reboot:      true,
+		What:        fmt.Sprintf("unhealthy: back to slot %s", back),
 	}, nil
 }
 
@@ -114,11 +138,12 @@ func Altboot(s State) (step Step, ok bool) {
 		}, true
 	}
 	return Step{
-		Env:    bootenv.Env{Root: s.Booted},
-		Touch:  []string{AltbootTriggered},
-		Remove: []string{HealthBreadcrumb, AltbootBreadcrumb},
-		Reboot: true,
-		What:   fmt.Sprintf("slot %s never came up: staying on slot %s", s.Env.Root, s.Booted),
+		Env:         bootenv.Env{Root: s.Booted},
+		Touch:       []string{AltbootTriggered},
+		Remove:      append([]string{HealthTriggered}, stopped...),
+		RestoreBoot: true,
+		Reboot:      true,
+		What:        fmt.Sprintf("slot %s never came up: staying on slot %s", s.Env.Root, s.Booted),
 	}, true
 }
 
@@ -127,9 +152,10 @@ func Altboot(s State) (step Step, ok bool) {
 func Rollback(s State) Step {
 	to := s.Env.Root.Other()
 	st := Step{
-		Env:    bootenv.Env{Root: to},
-		Remove: []string{HealthBreadcrumb, AltbootBreadcrumb},
-		What:   fmt.Sprintf("rolled back to slot %s", to),
+		Env:         bootenv.Env{Root: to},
+		Remove:      stopped,
+		RestoreBoot: true,
+		What:        fmt.Sprintf("rolled back to slot %s", to),
 	}
 	return st
 }

@@ -26,7 +26,7 @@ func TestDecisions(t *testing.T) {
 		t.Errorf("install: %+v", install)
 	}
 
-	if s, err := Commit(st(b, true, 1, b)); err != nil || s.Env != (bootenv.Env{Root: b}) || len(s.Remove) != 2 {
+	if s, err := Commit(st(b, true, 1, b)); err != nil || s.Env != (bootenv.Env{Root: b}) || !reflect.DeepEqual(s.Remove, []string{HealthVariables, AltbootBreadcrumb, HealthBreadcrumb, HealthFailed}) {
 		t.Errorf("commit: %+v %v", s, err)
 	}
 	if _, err := Commit(st(b, false, 0, b)); !errors.Is(err, ErrNotPending) {

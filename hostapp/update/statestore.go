@@ -19,6 +19,10 @@ type StateStore interface {
 	Touch(name string) error
 	// Remove deletes name (nothing when it is absent) and makes that durable.
 	Remove(name string) error
+	// Put replaces name with data and makes it durable; an interruption leaves the old file, or none.
+	Put(name string, data []byte) error
+	// Get reads name; fs.ErrNotExist when it is absent.
+	Get(name string) ([]byte, error)
 }
 
 // DirStore is the state partition mounted at a directory (/mnt/state on a device).
@@ -61,6 +65,41 @@ func (d DirStore) Remove(name string) error {
 	return syncDir(string(d))
 }
 
+// Put writes the file under a temporary name, syncs it and renames it into place.
+func (d DirStore) Put(name string, data []byte) error {
+	f, err := os.CreateTemp(string(d), "."+name+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(string(d), name))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("state: %s: %w", name, err)
+	}
+	return syncDir(string(d))
+}
+
+// Get reads the file.
+func (d DirStore) Get(name string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(string(d), name))
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return b, nil
+}
+
 func syncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
@@ -85,6 +124,57 @@ type ext4Store struct {
 // batchStore is a StateStore that can make several changes in one go.
 type batchStore interface {
 	Apply(touch, remove []string) error
+}
+
+// Put replaces the file in one debugfs run (rm, then write: an interruption can leave none).
+func (s *ext4Store) Put(name string, data []byte) error {
+	names, err := s.list()
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp("", "hostos-state-*")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	src, err := ext4.Quote(f.Name())
+	if err != nil {
+		return err
+	}
+	q, err := ext4.Quote(name)
+	if err != nil {
+		return err
+	}
+	var cmds []string
+	if names[name] {
+		cmds = append(cmds, "rm "+q)
+	}
+	cmds = append(cmds, "write "+src+" "+q)
+	if err := s.fs.Apply(context.Background(), cmds); err != nil {
+		s.names = nil
+		return fmt.Errorf("state: %s: %w", name, err)
+	}
+	names[name] = true
+	return nil
+}
+
+// Get reads the file from the state partition.
+func (s *ext4Store) Get(name string) ([]byte, error) {
+	b, err := ext4.ReadFile(s.disk, s.fs.Offset, s.size, "/"+name)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return b, nil
 }
 
 func (s *ext4Store) list() (map[string]bool, error) {

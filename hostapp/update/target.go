@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/hostapp/bootenv"
@@ -37,6 +41,9 @@ type Target struct {
 	// its environment in /EFI/BOOT/grubenv, as balenaOS's 99-resin-grub decides. On an image it is unknown
 	// and taken from the device type (grub-efi) and the files present.
 	EFI bool
+	// RunDir is the device's /run, where balenaOS's VPN leaves openvpn/vpn_status/active while it is
+	// connected; "" on an image (no VPN).
+	RunDir string
 
 	chunk int // slot write size; 0: slotChunk
 }
@@ -164,6 +171,10 @@ func (tg *Target) Read() (State, error) {
 		return State{}, fmt.Errorf("bootloader environment: %w", err)
 	}
 	st := State{Env: env, Booted: tg.Booted, Crumbs: map[string]bool{}}
+	if tg.RunDir != "" {
+		_, err := os.Stat(filepath.Join(tg.RunDir, "openvpn/vpn_status/active"))
+		st.VPNOnline = err == nil
+	}
 	for _, c := range Breadcrumbs {
 		ok, err := tg.State.Has(c)
 		if err != nil {
@@ -174,15 +185,41 @@ func (tg *Target) Read() (State, error) {
 	return st, nil
 }
 
-// Apply carries out a step: the bootloader first (it decides what boots), then the breadcrumbs.
+// Apply carries out a step: the old boot files first when it goes back to the slot an update replaced
+// (each file atomic; until the bootloader switches, the slot on trial still boots, and a rerun restores
+// again), then the bootloader (it decides what boots), then the breadcrumbs, then the boot-file backup
+// goes, its job done.
 func (tg *Target) Apply(s Step) error {
+	restored := false
+	if s.RestoreBoot {
+		var err error
+		if restored, err = tg.restoreBackup(s.Env.Root, time.Now()); err != nil {
+			return fmt.Errorf("boot files of slot %s: %w", s.Env.Root, err)
+		}
+	}
 	if err := tg.Env.Write(tg.Boot, s.Env); err != nil {
 		return fmt.Errorf("bootloader environment: %w", err)
 	}
-	return tg.crumbs(s)
+	if err := tg.crumbs(s); err != nil {
+		return err
+	}
+	if restored {
+		return tg.State.Remove(BootBackup)
+	}
+	return nil
 }
 
 func (tg *Target) crumbs(s Step) error {
+	names := make([]string, 0, len(s.Put))
+	for n := range s.Put {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if err := tg.State.Put(n, s.Put[n]); err != nil {
+			return err
+		}
+	}
 	if b, ok := tg.State.(batchStore); ok {
 		return b.Apply(s.Touch, s.Remove)
 	}

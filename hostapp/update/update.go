@@ -1,13 +1,16 @@
 package update
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/md5"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -130,6 +133,13 @@ func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res
 			return fmt.Errorf("%w; restoring the boot partition failed too: %v", cause, rerr)
 		}
 		return fmt.Errorf("%w (restored: slot %s still boots)", cause, from)
+	}
+	// What a rollback to this slot will need, kept in the state partition: the boot files about to be
+	// replaced and the names of those about to be added. Without room for it, rollbacks only switch the
+	// bootloader, as they did before hostos kept it.
+	if err := tg.saveBackup(plan, from); err != nil {
+		logf("the boot files of slot %s were not kept for a rollback: %v", from, err)
+		_ = tg.State.Remove(BootBackup)
 	}
 	if err := tg.installBoot(plan, backup, mtime); err != nil {
 		return res, restore(fmt.Errorf("boot files: %w", err))
@@ -353,4 +363,128 @@ func (tg *Target) refreshFingerprint(mtime time.Time) error {
 		return nil
 	}
 	return tg.Boot.WriteFile("/"+config.FingerprintName, fp, mtime)
+}
+
+// BootBackup is the file in the state partition root that holds the boot files an update replaced, for a
+// rollback to put back: a tar of backupManifest (manifest.json) and the old files under files/.
+const BootBackup = "hostos-rollback-bootfiles.tar"
+
+// backupManifest says which system the backed-up boot files belong to and which files the update added.
+type backupManifest struct {
+	Slot    bootenv.Slot `json:"slot"`
+	Version string       `json:"version"`
+	Added   []string     `json:"added"`
+}
+
+// saveBackup writes BootBackup for the files plan replaces and adds, which belong to the system in slot.
+func (tg *Target) saveBackup(plan bootPlan, slot bootenv.Slot) error {
+	m := backupManifest{Slot: slot, Version: tg.SlotVersion(slot), Added: []string{}}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, data []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	for _, f := range plan.files {
+		if f.oldSize < 0 {
+			m.Added = append(m.Added, f.name)
+		}
+	}
+	mj, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := add("manifest.json", mj); err != nil {
+		return err
+	}
+	for _, f := range plan.files {
+		if f.oldSize < 0 {
+			continue
+		}
+		old, err := tg.Boot.ReadFile(f.name)
+		if err != nil {
+			return err
+		}
+		if err := add("files"+f.name, old); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return tg.State.Put(BootBackup, buf.Bytes())
+}
+
+// restoreBackup puts back the boot files BootBackup holds when they belong to the system slot holds now
+// (same slot, same version), deletes the files that update added, and refreshes the fingerprint. ok is
+// false when there is no such backup: the boot partition is left as it is.
+func (tg *Target) restoreBackup(slot bootenv.Slot, mtime time.Time) (ok bool, err error) {
+	data, err := tg.State.Get(BootBackup)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var m *backupManifest
+	files := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", BootBackup, err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", BootBackup, err)
+		}
+		switch {
+		case h.Name == "manifest.json":
+			m = &backupManifest{}
+			if err := json.Unmarshal(b, m); err != nil {
+				return false, fmt.Errorf("%s: manifest: %w", BootBackup, err)
+			}
+		case strings.HasPrefix(h.Name, "files/"):
+			files[path.Clean("/"+strings.TrimPrefix(h.Name, "files/"))] = b
+		}
+	}
+	if m == nil {
+		return false, fmt.Errorf("%s: no manifest", BootBackup)
+	}
+	if m.Slot != slot || m.Version != tg.SlotVersion(slot) {
+		return false, nil // the boot files of another system
+	}
+	names := slices.Sorted(maps.Keys(files))
+	for _, n := range names {
+		if err := checkBootName(n, tg.Env); err != nil {
+			return false, fmt.Errorf("%s: %w", BootBackup, err)
+		}
+		if cur, err := tg.Boot.ReadFile(n); err == nil && bytes.Equal(cur, files[n]) {
+			continue
+		}
+		if d := path.Dir(n); d != "/" {
+			if err := tg.Boot.MkdirAll(d, mtime); err != nil {
+				return false, err
+			}
+		}
+		if err := tg.Boot.WriteFile(n, files[n], mtime); err != nil {
+			return false, err
+		}
+	}
+	for _, n := range m.Added {
+		n = path.Clean("/" + n)
+		if err := checkBootName(n, tg.Env); err != nil {
+			return false, fmt.Errorf("%s: %w", BootBackup, err)
+		}
+		if err := tg.Boot.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return false, err
+		}
+	}
+	return true, tg.refreshFingerprint(mtime)
 }
