@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -213,9 +216,35 @@ func TestDeltaUpdate(t *testing.T) {
 	if s := status(t, deltaImg, bootenv.SlotB); s.Versions[bootenv.SlotA] != "2.0.0" || !s.Pending || s.Env.Root != bootenv.SlotA {
 		t.Fatalf("after the delta update: %+v", s)
 	}
-	os.Remove(fullImg)
 	os.Remove(deltaImg)
 	os.Remove(fsImg)
+
+	// Chunks over HTTP: a chunked bundle of version 2 (the signed index) with its chunk store next to it;
+	// the update fetches only the chunks the running slot lacks.
+	srvDir := filepath.Join(dir, "srv")
+	must(t, os.MkdirAll(srvDir, 0o755))
+	out = create(filepath.Join(srvDir, "v2.idx"), "2.0.0", "--chunked")
+	if !strings.Contains(out, "chunked bundle") {
+		t.Errorf("bundle create --chunked says %q", out)
+	}
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.FileServer(http.Dir(srvDir)).ServeHTTP(countingWriter{w, &served}, r)
+	}))
+	defer srv.Close()
+	httpImg := filepath.Join(dir, "http.img")
+	copyImage(t, img, httpImg)
+	out = mustHostos(t, nil, nil, "update", "-q", "--key", key+".pub", "--image", httpImg, "--booted", "B", srv.URL+"/v2.idx")
+	t.Logf("hostos update over HTTP: %s; the server sent %d bytes, %.3f %% of the full bundle", strings.TrimSpace(out), served.Load(),
+		100*float64(served.Load())/float64(full))
+	if served.Load()*50 > full {
+		t.Errorf("the server sent %d bytes, more than 2 %% of the full bundle's %d", served.Load(), full)
+	}
+	if !bytes.Equal(readRange(t, httpImg, aOff, aSize), slotFull) {
+		t.Fatal("slot A after the update over HTTP differs from slot A after the full update")
+	}
+	os.Remove(httpImg)
+	os.Remove(fullImg)
 
 	// Bad deltas, each refused with one line before anything is written.
 	keyPEM, err := os.ReadFile(key)
@@ -281,4 +310,16 @@ func TestDeltaUpdate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countingWriter counts the body bytes a handler sends.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -51,7 +51,7 @@ func newBundleCreateCmd() *cobra.Command {
 		deltaFrom                                            string
 		bootFiles                                            []string
 		rootMiB                                              int
-		quiet, asJSON                                        bool
+		quiet, asJSON, chunked                               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create --rootfs SRC --device-type SLUG --version V -o FILE",
@@ -67,6 +67,10 @@ func newBundleCreateCmd() *cobra.Command {
 				return usageError{errors.New("no version: give --version V")}
 			case rootMiB < 0:
 				return usageError{fmt.Errorf("--root-size %d: negative", rootMiB)}
+			case chunked && out == "-":
+				return usageError{errors.New("--chunked: the chunks go next to the bundle: give -o FILE")}
+			case chunked && deltaFrom != "":
+				return usageError{errors.New("--chunked and --delta-from: a bundle is one or the other")}
 			case out == "-" && term.IsTerminal(int(os.Stdout.Fd())):
 				return usageError{errors.New("-o -: standard output is a terminal; redirect it")}
 			}
@@ -93,6 +97,9 @@ func newBundleCreateCmd() *cobra.Command {
 			o := build.BundleOptions{
 				Rootfs: rootfs, DeviceType: deviceType, Version: version, DeployDir: deployDir, BootFiles: bootFiles,
 				Key: key, Epoch: epoch, RootSize: int64(rootMiB) << 20, Progress: pr.update,
+			}
+			if chunked {
+				o.ChunkStore = filepath.Join(filepath.Dir(out), bundle.ChunkStoreName)
 			}
 			if deltaFrom != "" {
 				tmp := os.TempDir()
@@ -137,6 +144,11 @@ func newBundleCreateCmd() *cobra.Command {
 			if signed {
 				sig = "signed"
 			}
+			if m.Chunks != nil {
+				fmt.Fprintf(summaryTo, "chunked bundle %s: %s (%s) %s, root filesystem %d MiB, chunk index %d KiB, chunks in %s\n",
+					out, m.DeviceType, m.Arch, m.Version, m.Rootfs.ImageSize>>20, (m.Rootfs.Size+1023)>>10, o.ChunkStore)
+				return nil
+			}
 			if m.Delta != nil {
 				fmt.Fprintf(summaryTo, "delta bundle %s: %s (%s) %s from %s, root filesystem %d MiB, delta %d KiB, %s\n",
 					out, m.DeviceType, m.Arch, m.Version, m.Delta.BaseVersion, m.Rootfs.ImageSize>>20, (m.Rootfs.Size+1023)>>10, sig)
@@ -156,6 +168,7 @@ func newBundleCreateCmd() *cobra.Command {
 	f.StringVar(&keyFile, "sign", "", "sign with the Ed25519 private key `KEY.pem` (hostos bundle keygen)")
 	f.IntVar(&rootMiB, "root-size", 0, "size of the root filesystem in `MiB` (default: the device type's root partition)")
 	f.StringVarP(&out, "output", "o", "", "write the bundle to `FILE` (- for standard output)")
+	f.BoolVar(&chunked, "chunked", false, "make a chunked bundle: FILE holds the signed chunk index, the chunks go into "+bundle.ChunkStoreName+"/ next to it (one file per chunk, named by its sha256; a store shared by versions); hostos update of its http(s) URL fetches only the chunks the running slot lacks")
 	f.StringVar(&deltaFrom, "delta-from", "", "make a delta bundle that updates the root filesystem of `OLD` (an older bundle, a disk image: its active slot, or an ext4 image), carrying only the chunks OLD lacks")
 	f.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bars")

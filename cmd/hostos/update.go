@@ -142,7 +142,7 @@ are accepted.`,
 				}
 			} else {
 				if payload.BaseVersion != "" {
-					fmt.Fprintf(cmd.OutOrStdout(), "delta from %s: %d KiB of %d MiB carried (%.2f %%), the rest read from slot %s\n",
+					fmt.Fprintf(cmd.OutOrStdout(), "delta from %s: %d KiB of %d MiB transferred (%.2f %%), the rest read from slot %s\n",
 						payload.BaseVersion, (payload.Transferred+1023)>>10, payload.Size>>20, 100*float64(payload.Transferred)/float64(max(payload.Size, 1)), res.From)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "slot %s now holds %s (%d MiB, verified), %d boot files updated; it boots next, on trial\n",

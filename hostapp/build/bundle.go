@@ -47,6 +47,9 @@ type BundleOptions struct {
 	// DeltaFrom, when set, makes a delta bundle against this base (an older version's root filesystem):
 	// see bundle.CreateOptions.Base.
 	DeltaFrom *bundle.DeltaBase
+	// ChunkStore, when set, makes a chunked bundle whose chunks go into this directory: see
+	// bundle.CreateOptions.ChunkStore.
+	ChunkStore string
 	// Progress, when set, is called with the step, done and total.
 	Progress ProgressFunc
 }
@@ -140,7 +143,7 @@ func Bundle(ctx context.Context, o BundleOptions, w io.Writer) (bundle.Metadata,
 	}
 	return bundle.Create(ctx, bundle.CreateOptions{
 		DeviceType: dt.Slug, Arch: dt.Arch, Version: o.Version, Created: p.mtime.Unix(),
-		Image: img, BootDir: bootDir, Key: o.Key, TempDir: work, Base: o.DeltaFrom,
+		Image: img, BootDir: bootDir, Key: o.Key, TempDir: work, Base: o.DeltaFrom, ChunkStore: o.ChunkStore,
 		Progress: func(done, total int64) { progress("bundle", done, total) },
 	}, w)
 }

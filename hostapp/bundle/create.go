@@ -29,8 +29,12 @@ type CreateOptions struct {
 	TempDir                   string             // where the compressed payloads wait; "" for os.TempDir
 	// Base, when set, makes a delta bundle (format DeltaFormatVersion): its root filesystem member
 	// carries only the chunks of Image that Base lacks, with the chunk index of Image.
-	Base     *DeltaBase
-	Progress func(done, total int64)
+	Base *DeltaBase
+	// ChunkStore, when set, makes a chunked bundle (format DeltaFormatVersion): its root filesystem
+	// member is the chunk index of Image, whose chunks are written into the directory ChunkStore as
+	// files named by their sha256; the bundle says they are in ChunkStoreName next to it.
+	ChunkStore string
+	Progress   func(done, total int64)
 }
 
 func (o *CreateOptions) check() error {
@@ -82,10 +86,17 @@ func Create(ctx context.Context, o CreateOptions, w io.Writer) (Metadata, error)
 	var rootfs Payload
 	var dm *Delta
 	format := FormatVersion
-	if o.Base != nil {
+	var chunks *Chunks
+	switch {
+	case o.Base != nil && o.ChunkStore != "":
+		return Metadata{}, errors.New("create bundle: a delta bundle or a chunked one, not both")
+	case o.Base != nil:
 		format = DeltaFormatVersion
 		rootfs, dm, err = deltaPayload(ctx, *o.Base, img, size, rootTmp.File, progress)
-	} else {
+	case o.ChunkStore != "":
+		format, chunks = DeltaFormatVersion, &Chunks{Store: ChunkStoreName}
+		rootfs, err = chunkPayload(ctx, bufio.NewReaderSize(img, 1<<20), size, o.ChunkStore, rootTmp, progress)
+	default:
 		rootfs, err = compressImage(ctx, img, size, rootTmp, progress)
 	}
 	if err != nil {
@@ -94,7 +105,7 @@ func Create(ctx context.Context, o CreateOptions, w io.Writer) (Metadata, error)
 
 	mtime := time.Unix(o.Created, 0)
 	m := Metadata{Format: format, DeviceType: o.DeviceType, Arch: o.Arch, Version: o.Version,
-		Created: o.Created, Rootfs: rootfs, Delta: dm}
+		Created: o.Created, Rootfs: rootfs, Delta: dm, Chunks: chunks}
 	var boot io.Reader
 	total := size + rootfs.Size
 	if o.BootDir != "" {

@@ -84,6 +84,14 @@
 // index order. A format 2 bundle without "delta", or "delta" or compression "delta" anywhere else, is
 // malformed. Readers of format 1 only refuse format 2 as unsupported; format 1 bundles are unchanged.
 //
+// A chunked bundle is format 2 too, with "chunks": {"store": "chunks"} in place of "delta": its root
+// filesystem member (hostos writes "rootfs.ext4.idx", compression "index") is the chunk index of the new
+// image alone, and each chunk of the image is a file in the directory the store names, next to the
+// bundle, called by the chunk's sha256 in lower-case hex (one store can serve many versions). Size and
+// sha256 describe the index as stored, imageSize and imageSha256 the image, so the index is signed as
+// the rest of the metadata is; a reader fetches the chunks its running slot lacks and checks each
+// against the index.
+//
 // Members are written with mode 0644, uid and gid 0, no user or group names and mtime = created, and the
 // boot tar likewise (directories 0755), so the same inputs give the same bundle bytes.
 package bundle

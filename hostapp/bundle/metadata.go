@@ -30,8 +30,15 @@ const (
 	// CompressionDelta marks a root filesystem member that is a hostos delta (hostapp/delta) of the
 	// image against the base that metadata "delta" names.
 	CompressionDelta = "delta"
-	// DeltaName is the root filesystem member name CreateDelta uses.
+	// DeltaName is the root filesystem member name of delta bundles.
 	DeltaName = "rootfs.ext4.delta"
+	// CompressionIndex marks a root filesystem member that is the chunk index (hostapp/delta's encoding)
+	// of the image, whose chunks are files in the store metadata "chunks" names.
+	CompressionIndex = "index"
+	// IndexName is the root filesystem member name of chunked bundles, and ChunkStoreName the
+	// directory next to the bundle that holds their chunks, one file per chunk named by its sha256.
+	IndexName      = "rootfs.ext4.idx"
+	ChunkStoreName = "chunks"
 
 	FilesystemExt4 = "ext4"
 )
@@ -51,6 +58,15 @@ type Metadata struct {
 	// Delta, set in a delta bundle (format DeltaFormatVersion) only, names the image the root
 	// filesystem member applies to.
 	Delta *Delta `json:"delta,omitempty"`
+	// Chunks, set in a chunked bundle (format DeltaFormatVersion) only, says where the chunks of the
+	// image the root filesystem member indexes are.
+	Chunks *Chunks `json:"chunks,omitempty"`
+}
+
+// Chunks names the chunk store of a chunked bundle: a directory next to the bundle holding each chunk
+// of the image as a file named by the chunk's sha256 in lower-case hex.
+type Chunks struct {
+	Store string `json:"store"` // a plain directory name, relative to the bundle's location
 }
 
 // Delta names the base image of a delta bundle and the chunk index of the new image.
@@ -87,9 +103,17 @@ func (m *Metadata) validate() error {
 		return fmt.Errorf("metadata format %d: unsupported, want %d or %d", m.Format, FormatVersion, DeltaFormatVersion)
 	}
 	isDelta := m.Format == DeltaFormatVersion
-	if isDelta != (m.Delta != nil) || isDelta != (m.Rootfs.Compression == CompressionDelta) {
-		return fmt.Errorf("metadata format %d: a delta bundle is format %d with \"delta\" and rootfs compression %q, and only a delta bundle",
-			m.Format, DeltaFormatVersion, CompressionDelta)
+	delta, chunked := m.Delta != nil && m.Chunks == nil && m.Rootfs.Compression == CompressionDelta,
+		m.Chunks != nil && m.Delta == nil && m.Rootfs.Compression == CompressionIndex
+	plain := m.Delta == nil && m.Chunks == nil && m.Rootfs.Compression != CompressionDelta && m.Rootfs.Compression != CompressionIndex
+	if isDelta && !(delta || chunked) || !isDelta && !plain {
+		return fmt.Errorf("metadata format %d: format %d is a delta bundle (\"delta\", rootfs compression %q) or a chunked one (\"chunks\", rootfs compression %q), and only those",
+			m.Format, DeltaFormatVersion, CompressionDelta, CompressionIndex)
+	}
+	if c := m.Chunks; c != nil {
+		if err := checkMemberName(c.Store); err != nil {
+			return fmt.Errorf("metadata chunks store %q: %w", c.Store, err)
+		}
 	}
 	if d := m.Delta; d != nil {
 		if d.BaseSize <= 0 || !isDigest(d.BaseSHA256) || !isDigest(d.IndexSHA256) {
@@ -118,8 +142,8 @@ func (m *Metadata) validate() error {
 		if err := m.Boot.validate(); err != nil {
 			return fmt.Errorf("metadata boot: %w", err)
 		}
-		if m.Boot.Compression == CompressionDelta {
-			return fmt.Errorf("metadata boot compression %q: for the root filesystem only", CompressionDelta)
+		if m.Boot.Compression == CompressionDelta || m.Boot.Compression == CompressionIndex {
+			return fmt.Errorf("metadata boot compression %q: for the root filesystem only", m.Boot.Compression)
 		}
 		if m.Boot.Filesystem != "" {
 			return fmt.Errorf("metadata boot filesystem %q: want none", m.Boot.Filesystem)
@@ -136,9 +160,9 @@ func (p *Payload) validate() error {
 		return fmt.Errorf("name %q: %w", p.Name, err)
 	}
 	switch p.Compression {
-	case CompressionZstd, CompressionNone, CompressionDelta:
+	case CompressionZstd, CompressionNone, CompressionDelta, CompressionIndex:
 	default:
-		return fmt.Errorf("compression %q: want %q, %q or %q", p.Compression, CompressionZstd, CompressionNone, CompressionDelta)
+		return fmt.Errorf("compression %q: want %q, %q, %q or %q", p.Compression, CompressionZstd, CompressionNone, CompressionDelta, CompressionIndex)
 	}
 	if p.Size < 0 || p.ImageSize < 0 {
 		return fmt.Errorf("size %d, image size %d: negative", p.Size, p.ImageSize)
@@ -264,7 +288,7 @@ var metadataKeys = map[string]bool{
 	"format": true, "deviceType": true, "arch": true, "version": true, "created": true, "rootfs": true, "boot": true,
 	"name": true, "filesystem": true, "compression": true, "size": true, "sha256": true, "imageSize": true,
 	"imageSha256": true, "imageChunkSize": true, "imageChunksSha256": true,
-	"delta": true, "baseSize": true, "baseSha256": true, "baseVersion": true, "indexSha256": true,
+	"chunks": true, "store": true, "delta": true, "baseSize": true, "baseSha256": true, "baseVersion": true, "indexSha256": true,
 }
 
 // checkKeys rejects duplicate keys and keys not spelt exactly as the format does, which encoding/json

@@ -260,7 +260,8 @@ func (r *Reader) Metadata() Metadata {
 //
 // Of a delta bundle (Metadata().Delta set), Rootfs yields the member as stored, a hostos delta
 // (hostapp/delta), checked against Size and SHA256; whoever applies it checks the image it makes
-// against ImageSize and ImageSHA256.
+// against ImageSize and ImageSHA256. Of a chunked bundle (Metadata().Chunks set), likewise, the chunk
+// index as stored.
 func (r *Reader) Rootfs() (io.Reader, error) {
 	if r.err != nil {
 		return nil, r.err
@@ -507,7 +508,7 @@ func (p *payloadReader) finish() error {
 
 // outSize is the number of bytes the payload yields: the image's, or a delta's stored bytes.
 func (p *payloadReader) outSize() int64 {
-	if p.p.Compression == CompressionDelta {
+	if p.p.Compression == CompressionDelta || p.p.Compression == CompressionIndex {
 		return p.p.Size
 	}
 	return p.p.ImageSize

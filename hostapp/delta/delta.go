@@ -72,18 +72,10 @@ func Create(ctx context.Context, base io.ReaderAt, baseSize int64, baseVersion s
 	if err != nil {
 		return st, fmt.Errorf("chunk target: %w", err)
 	}
-	ib, _ := idx.MarshalBinary()
 	cw := &countWriter{w: w}
-	var hdr bytes.Buffer
-	hdr.Write(deltaMagic)
-	binary.Write(&hdr, binary.BigEndian, uint32(deltaVersion))
-	binary.Write(&hdr, binary.BigEndian, uint64(baseSize))
-	hdr.Write(whole.Sum(nil))
-	binary.Write(&hdr, binary.BigEndian, uint16(len(baseVersion)))
-	hdr.WriteString(baseVersion)
-	binary.Write(&hdr, binary.BigEndian, uint64(len(ib)))
-	hdr.Write(ib)
-	if _, err := cw.Write(hdr.Bytes()); err != nil {
+	var bs [32]byte
+	copy(bs[:], whole.Sum(nil))
+	if _, err := cw.Write(encodeHeader(Header{BaseSize: baseSize, BaseSum: bs, BaseVersion: baseVersion, Index: idx})); err != nil {
 		return st, fmt.Errorf("write delta: %w", err)
 	}
 	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
@@ -116,6 +108,54 @@ func Create(ctx context.Context, base io.ReaderAt, baseSize int64, baseVersion s
 	}
 	st.DeltaBytes = cw.n
 	return st, nil
+}
+
+// encodeHeader encodes a delta's header.
+func encodeHeader(h Header) []byte {
+	ib, _ := h.Index.MarshalBinary()
+	var hdr bytes.Buffer
+	hdr.Write(deltaMagic)
+	binary.Write(&hdr, binary.BigEndian, uint32(deltaVersion))
+	binary.Write(&hdr, binary.BigEndian, uint64(h.BaseSize))
+	hdr.Write(h.BaseSum[:])
+	binary.Write(&hdr, binary.BigEndian, uint16(len(h.BaseVersion)))
+	hdr.WriteString(h.BaseVersion)
+	binary.Write(&hdr, binary.BigEndian, uint64(len(ib)))
+	hdr.Write(ib)
+	return hdr.Bytes()
+}
+
+// Compose writes to w a delta of header h whose new chunks (the chunks of h.Index that the base lacks,
+// in index order, each as often as the index has it) next yields one at a time, io.EOF after the last.
+// It is how a delta is put together from chunks fetched one by one.
+func Compose(w io.Writer, h Header, next func() ([]byte, error)) error {
+	if len(h.BaseVersion) > maxVersionLen {
+		return fmt.Errorf("base version: longer than %d bytes", maxVersionLen)
+	}
+	if _, err := w.Write(encodeHeader(h)); err != nil {
+		return fmt.Errorf("write delta: %w", err)
+	}
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	for {
+		b, err := next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			_, err = zw.Write(b)
+		}
+		if err != nil {
+			zw.Close()
+			return err
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("write delta: %w", err)
+	}
+	return nil
 }
 
 // ReadHeader decodes a delta's header from its first bytes; it returns the header and the payload's

@@ -38,10 +38,6 @@ func openDelta(ctx context.Context, what string, br *bundle.Reader, m bundle.Met
 		return fail(err)
 	}
 	os.Remove(f.Name()) // anonymous: nothing is left behind whatever happens
-	closeAll := func() error {
-		f.Close()
-		return closeFn()
-	}
 	failClose := func(err error) (*Payload, error) {
 		f.Close()
 		return fail(err)
@@ -58,19 +54,34 @@ func openDelta(ctx context.Context, what string, br *bundle.Reader, m bundle.Met
 	if _, err := bundle.CheckDelta(m, f, n); err != nil {
 		return failClose(err)
 	}
-	o.Progress("check running slot", 0, m.Delta.BaseSize)
 	base, err := bundle.Unlabelled(o.Base)
 	if err != nil {
 		return failClose(fmt.Errorf("%w: it needs version %s, the running slot holds no ext4 filesystem: %w", delta.ErrWrongBase, m.Delta.BaseVersion, err))
 	}
-	pl, err := delta.Prepare(ctx, base, o.BaseSize, f, n)
+	return applyDelta(ctx, what, br, m, f, n, base, o.BaseSize, m.Delta.BaseVersion, n, closeFn, o)
+}
+
+// applyDelta checks the delta in f (n bytes) against the running slot o.Base (delta.Prepare: nothing is
+// written for a delta that cannot apply) and returns the payload that streams the new image. f and
+// closeFn are released by the payload's Close, or before an error returns.
+func applyDelta(ctx context.Context, what string, br *bundle.Reader, m bundle.Metadata, f *os.File, n int64, base io.ReaderAt, baseSize int64, baseVersion string, transferred int64, closeFn func() error, o Options) (*Payload, error) {
+	closeAll := func() error {
+		f.Close()
+		return closeFn()
+	}
+	failClose := func(err error) (*Payload, error) {
+		closeAll()
+		return nil, fmt.Errorf("update %s: %w", what, err)
+	}
+	o.Progress("check running slot", 0, baseSize)
+	pl, err := delta.Prepare(ctx, base, baseSize, f, n)
 	if err != nil {
 		if errors.Is(err, delta.ErrCorrupt) {
 			err = fmt.Errorf("%w: %w", bundle.ErrCorrupt, err)
 		}
 		return failClose(err)
 	}
-	o.Progress("check running slot", m.Delta.BaseSize, m.Delta.BaseSize)
+	o.Progress("check running slot", baseSize, baseSize)
 	pr, pw := io.Pipe()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -86,7 +97,7 @@ func openDelta(ctx context.Context, what string, br *bundle.Reader, m bundle.Met
 		DeviceType: m.DeviceType, Arch: m.Arch, Version: m.Version, Size: m.Rootfs.ImageSize,
 		Image: pr, ImageSHA256: m.Rootfs.ImageSHA256, ImageChunkSize: m.Rootfs.ImageChunkSize,
 		ImageChunksSHA256: m.Rootfs.ImageChunksSHA256, Signed: len(o.Keys) > 0,
-		BaseVersion: m.Delta.BaseVersion, Transferred: n,
+		BaseVersion: baseVersion, Transferred: transferred,
 		Close: onceClose(func() error {
 			pr.CloseWithError(errors.New("update source closed"))
 			wg.Wait()

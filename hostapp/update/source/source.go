@@ -87,6 +87,8 @@ type Options struct {
 	// ErrNoBase.
 	Base     io.ReaderAt
 	BaseSize int64
+
+	url string // the http(s) URL the source is read from: a chunked bundle's store is next to it
 	// Progress, when set, is called with a step and bytes done of total (0 when unknown) while a
 	// source is downloaded, staged or made into an image.
 	Progress func(step string, done, total int64)
@@ -226,6 +228,7 @@ func openHTTP(ctx context.Context, ref string, o Options) (*Payload, error) {
 		resp.Body.Close()
 		return nil, fmt.Errorf("update %s: HTTP %s", what, resp.Status)
 	}
+	o.url = ref
 	return openStream(ctx, what, resp.Body, resp.Body.Close, resp.ContentLength, o)
 }
 
@@ -376,6 +379,9 @@ func openBundle(ctx context.Context, what string, r io.Reader, closeFn func() er
 	src.buffer()
 	if m.Delta != nil {
 		return openDelta(ctx, what, br, m, closeFn, o)
+	}
+	if m.Chunks != nil {
+		return openChunked(ctx, what, br, m, closeFn, o)
 	}
 	img, err := br.Rootfs()
 	if err != nil {
