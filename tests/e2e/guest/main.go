@@ -7,6 +7,11 @@
 // Kernel command line: hostos.root=<root partition number>, and the boot disk named by hostos.boot=<the boot
 // partition's FAT UUID> (GRUB) or else by root=PARTUUID=<the root's partition UUID> (U-Boot's boot.scr);
 // root= is also hostos's own check of the running root.
+//
+// It stands on u-root's packages where they do the job: pkg/kmodule loads the kernel modules (compressed or
+// not), pkg/mount mounts and switches root (moving /dev, /proc and /sys, emptying the initramfs). Partitions
+// are found with hostos's own hostapp/device.Scan, the code `hostos update` runs on a device, so that every
+// boot exercises it.
 package main
 
 import (
@@ -15,12 +20,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/u-root/u-root/pkg/kmodule"
+	umount "github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
 
 	"github.com/hostos/hostos/hostapp/device"
@@ -65,11 +74,15 @@ func cmdlineParam(name string) string {
 	return ""
 }
 
+// mount mounts with u-root's pkg/mount, creating the mount point where the file system allows it.
 func mount(src, dst, fstype string, flags uintptr, data string) {
-	if err := os.MkdirAll(dst, 0o755); err != nil && !errors.Is(err, unix.EROFS) {
-		fatal("mkdir %s: %v", dst, err)
+	mkdir := func() error {
+		if err := os.MkdirAll(dst, 0o755); err != nil && !errors.Is(err, unix.EROFS) {
+			return err
+		}
+		return nil
 	}
-	if err := unix.Mount(src, dst, fstype, flags, data); err != nil {
+	if _, err := umount.Mount(src, dst, fstype, data, flags, mkdir); err != nil {
 		fatal("mount %s on %s (%s): %v", src, dst, fstype, err)
 	}
 }
@@ -99,7 +112,7 @@ func loadModules() {
 			if err != nil {
 				fatal("module %s: %v", m, err)
 			}
-			err = unix.FinitModule(int(f.Fd()), "", 0)
+			err = kmodule.FileInit(f, "", 0)
 			f.Close()
 			switch {
 			case err == nil, errors.Is(err, unix.EEXIST):
@@ -185,22 +198,9 @@ func stage1() {
 	mount(labelNode(parts, "resin-data"), "/newroot/mnt/data", "ext4", 0, "")
 	mount("tmpfs", "/newroot/run", "tmpfs", 0, "mode=0755")
 	mount("tmpfs", "/newroot/tmp", "tmpfs", 0, "mode=1777")
-	for _, m := range []string{"/dev", "/proc", "/sys"} {
-		if err := unix.Mount(m, "/newroot"+m, "", unix.MS_MOVE, ""); err != nil {
-			fatal("move %s: %v", m, err)
-		}
-	}
-	if err := unix.Chdir("/newroot"); err != nil {
-		fatal("chdir: %v", err)
-	}
-	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		fatal("move root: %v", err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		fatal("chroot: %v", err)
-	}
-	unix.Chdir("/")
-	err := unix.Exec("/sbin/hostos-init", []string{"/sbin/hostos-init"}, os.Environ())
+	// u-root's switch_root: /dev, /proc and /sys move along, the initramfs is emptied, init is exec'd.
+	log.SetOutput(io.Discard)
+	err := umount.SwitchRoot("/newroot", "/sbin/hostos-init")
 	fatal("exec /sbin/hostos-init: %v", err)
 }
 
@@ -265,6 +265,9 @@ func stage2() {
 	os.Setenv("PATH", "/usr/bin:/sbin:/bin")
 	slot := map[string]string{"2": "A", "3": "B"}[cmdlineParam("hostos.root")]
 	mark("booted slot=%s version=%s", slot, osVersion())
+	if _, err := os.Stat("/mnt/boot/e2e-shell"); err == nil {
+		shell() // make e2e-shell
+	}
 	rc, _ := run("rollback-altboot")
 	mark("rollback-altboot rc=%d", rc)
 	// The scenario's step: with the payload disk attached, update once (the marker on resin-data keeps a
@@ -293,5 +296,19 @@ func stage2() {
 		halt(unix.LINUX_REBOOT_CMD_RESTART)
 	}
 	mark("poweroff slot=%s version=%s", slot, osVersion())
+	halt(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+// shell runs /bin/sh (u-root's gosh, which tests/e2e/shell.sh installs for make e2e-shell) on the console
+// and powers off when it ends.
+func shell() {
+	mark("shell: hostos is /usr/bin/hostos, the boot, state and data partitions are under /mnt; exit powers off")
+	cmd := exec.Command("/bin/sh")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Dir = "/"
+	if err := cmd.Run(); err != nil {
+		mark("shell: %v", err)
+	}
+	mark("poweroff slot=%s version=%s", map[string]string{"2": "A", "3": "B"}[cmdlineParam("hostos.root")], osVersion())
 	halt(unix.LINUX_REBOOT_CMD_POWER_OFF)
 }
