@@ -399,3 +399,28 @@ func TestInspectReportsBootHealth(t *testing.T) {
 		t.Errorf("after repair inspect says:\n%s", out)
 	}
 }
+
+// TestFingerprintAfterEnvOnlySteps: commit and rollback change only the bootloader environment, and the
+// fingerprint still verifies after each.
+func TestFingerprintAfterEnvOnlySteps(t *testing.T) {
+	fx := newUpdateFixture(t, "genericx86-64-ext")
+	verified := func(step string) {
+		t.Helper()
+		var rep struct {
+			Fingerprint struct {
+				Verified bool   `json:"verified"`
+				Problem  string `json:"problem"`
+			} `json:"fingerprint"`
+		}
+		must(t, json.Unmarshal([]byte(mustHostos(t, nil, nil, "inspect", "--json", fx.img)), &rep))
+		if !rep.Fingerprint.Verified {
+			t.Errorf("after %s the fingerprint does not verify: %s", step, rep.Fingerprint.Problem)
+		}
+	}
+	mustHostos(t, nil, nil, "update", "-q", "--image", fx.img, fx.bundle)
+	verified("update")
+	mustHostos(t, nil, nil, "commit", "--image", fx.img, "--booted", "B")
+	verified("commit")
+	mustHostos(t, nil, nil, "rollback", "--image", fx.img, "--booted", "B")
+	verified("rollback")
+}

@@ -203,6 +203,13 @@ func (tg *Target) Apply(s Step) error {
 	if err := tg.crumbs(s); err != nil {
 		return err
 	}
+	// The fingerprint describes the boot partition, env files included: an env-only step (a commit, a
+	// rollback, a boot count cleared) refreshes it as an update does. It is a description, written last.
+	if _, err := tg.Boot.ReadFile("/" + config.FingerprintName); err == nil {
+		if err := tg.refreshFingerprint(time.Now()); err != nil {
+			return fmt.Errorf("fingerprint: %w", err)
+		}
+	}
 	if restored {
 		return tg.State.Remove(BootBackup)
 	}
