@@ -1,5 +1,11 @@
 // Package device describes the running device: which root filesystem slot is active and where the partitions
 // are.
+//
+// It finds partitions itself rather than through u-root's pkg/mount/block (whose kmodule and mount packages
+// the QEMU test guest does use): Scan takes the sysfs and /dev roots as arguments, so it is tested on fake
+// trees as well as on real disks; it reads labels through rootfs/probe, which prefers a FAT's root-directory
+// volume label as balena's tools do; and Active cross-checks root= against the mount table. u-root's block
+// package reads the running system's /sys/class/block and probes with its own readers.
 package device
 
 import (
