@@ -436,6 +436,12 @@ func printBundle(w io.Writer, s bundleSummary) {
 	fmt.Fprintf(w, "created:     %s\n", time.Unix(m.Created, 0).UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "rootfs:      %s, %d MiB (%d KiB stored, %s), sha256 %s\n", m.Rootfs.Filesystem,
 		m.Rootfs.ImageSize>>20, m.Rootfs.Size>>10, m.Rootfs.Compression, m.Rootfs.ImageSHA256)
+	if d := m.Delta; d != nil {
+		fmt.Fprintf(w, "delta:       applies to %s only (%d MiB, sha256 %s with its label cleared)\n", d.BaseVersion, d.BaseSize>>20, d.BaseSHA256)
+	}
+	if c := m.Chunks; c != nil {
+		fmt.Fprintf(w, "chunks:      in %s/ next to the bundle (one file per chunk, named by its sha256)\n", c.Store)
+	}
 	if m.Boot != nil {
 		fmt.Fprintf(w, "boot files:  %d KiB tar, sha256 %s\n", m.Boot.ImageSize>>10, m.Boot.ImageSHA256)
 	} else {
@@ -443,7 +449,11 @@ func printBundle(w io.Writer, s bundleSummary) {
 	}
 	fmt.Fprintf(w, "signature:   %s\n", s.Signature)
 	if s.Verified != nil {
-		fmt.Fprintln(w, "content:     verified (every size and digest)")
+		if m.Delta != nil || m.Chunks != nil {
+			fmt.Fprintln(w, "content:     verified (every member's size and digest; the image's digest is checked when it is assembled on the device)")
+		} else {
+			fmt.Fprintln(w, "content:     verified (every size and digest)")
+		}
 		for _, n := range s.BootFiles {
 			fmt.Fprintf(w, "  /%s\n", n)
 		}
