@@ -5,7 +5,10 @@
 # installs version 2 into slot A with `hostos update --image`, from the delta bundle (--delta-from the
 # version 1 bundle) or from the full bundle, each on a fresh copy made untimed, interleaved pair by pair
 # (scripts/bench/pairs, A B then B A): the median of the pair ratios delta/full is printed with min and max.
-# Target (printed, not asserted): delta <= 0.5x the full update's time. Needs no root.
+# Twice: with both bundles served over HTTP from a loopback server throttled to LINK_MBIT Mbit/s (default
+# 100, a device's network link), and from local files (no transfer at all: both updates then write and
+# verify the same SIZE_MIB, and the delta also reads and checks the running slot, so it cannot be faster).
+# Target (printed, not asserted): delta <= 0.5x the full update's time. Needs no root; python3 serves.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +18,8 @@ W=$(cd "$W" && pwd)
 hostos=${HOSTOS:-$repo/out/hostos}
 runs=${RUNS:-5}
 size=${SIZE_MIB:-300}
-for t in "$hostos" head dd cp; do
+link=${LINK_MBIT:-100}
+for t in "$hostos" head dd cp python3; do
 	command -v "$t" >/dev/null || { echo "bench-delta: $t not found (make hostos)" >&2; exit 2; }
 done
 export SOURCE_DATE_EPOCH=1700000000
@@ -48,5 +52,39 @@ echo "full bundle $(stat -c %s "$W/v2.hostos") bytes, delta bundle $(stat -c %s 
 (cd "$repo" && go build -o "$W/pairs" ./scripts/bench/pairs) || { echo "bench-delta: go build pairs failed" >&2; exit 2; }
 fresh="cp --sparse=always $W/disk.img $W/run.img && sync"
 update() { echo "$hostos update -q --image $W/run.img --booted B $1"; }
-"$W/pairs" -n "$runs" -name "delta update/full update (${size} MiB, one file changed)" -target 0.5 \
+
+# A loopback HTTP server sending at most LINK_MBIT Mbit/s per response.
+rm -f "$W/port"
+python3 - "$W" "$link" >"$W/server.log" 2>&1 <<'PY' &
+import http.server, os, sys, time
+root, rate = sys.argv[1], int(sys.argv[2]) * 125000
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def copyfile(self, src, dst):
+        start, sent = time.monotonic(), 0
+        while True:
+            b = src.read(64 << 10)
+            if not b:
+                return
+            dst.write(b)
+            sent += len(b)
+            ahead = sent / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    def log_message(self, *args):
+        pass
+os.chdir(root)
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+with open("port.tmp", "w") as f:
+    f.write(str(srv.server_address[1]))
+os.rename("port.tmp", "port")
+srv.serve_forever()
+PY
+server=$!
+trap 'kill $server 2>/dev/null' EXIT
+for _ in $(seq 50); do [ -f "$W/port" ] && break; sleep 0.1; done
+url="http://127.0.0.1:$(cat "$W/port")"
+
+"$W/pairs" -n "$runs" -name "delta update/full update over ${link} Mbit/s (${size} MiB, one file changed)" -target 0.5 \
+	-prep-a "$fresh" -a "$(update "$url/v2.delta")" -prep-b "$fresh" -b "$(update "$url/v2.hostos")"
+"$W/pairs" -n "$runs" -name "delta update/full update from local files (${size} MiB, one file changed)" -target 0.5 \
 	-prep-a "$fresh" -a "$(update "$W/v2.delta")" -prep-b "$fresh" -b "$(update "$W/v2.hostos")"
