@@ -168,11 +168,36 @@ func (s *ext4Store) Put(name string, data []byte) error {
 	return nil
 }
 
-// Get reads the file from the state partition.
+// Get reads the file from the state partition with debugfs dump (go-diskfs's reader loops forever on some
+// files debugfs wrote).
 func (s *ext4Store) Get(name string) ([]byte, error) {
-	b, err := ext4.ReadFile(s.disk, s.fs.Offset, s.size, "/"+name)
+	names, err := s.list()
+	if err != nil {
+		return nil, err
+	}
+	if !names[name] {
+		return nil, fmt.Errorf("state: %s: %w", name, fs.ErrNotExist)
+	}
+	dir, err := os.MkdirTemp("", "hostos-state-*")
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "f")
+	q, err := ext4.Quote(name)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := ext4.Quote(out)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.fs.Run(context.Background(), "dump "+q+" "+dst); err != nil {
+		return nil, fmt.Errorf("state: %s: %w", name, err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return nil, fmt.Errorf("state: %s: %w", name, err)
 	}
 	return b, nil
 }
