@@ -103,12 +103,15 @@ type Backend interface {
 }
 
 // ForBootloader returns the backend for a device type's bootloader (one of the config.Bootloader constants):
-// GRUB for "grub" and "grub-efi", U-Boot for "u-boot" and "rpi" (balenaOS boots Raspberry Pis through
+// GRUB for "grub" (legacy layout, /grub/grubenv) and "grub-efi" (EFI layout, /EFI/BOOT/grubenv; GrubLayout
+// decides for a given boot partition), U-Boot for "u-boot" and "rpi" (balenaOS boots Raspberry Pis through
 // U-Boot), and balena's own bootloader for "balena-bootloader".
 func ForBootloader(name string, p Parts) (Backend, error) {
 	switch name {
-	case config.BootloaderGRUB, config.BootloaderGRUBEFI:
+	case config.BootloaderGRUB:
 		return Grub(p), nil
+	case config.BootloaderGRUBEFI:
+		return GrubEFI(p), nil
 	case config.BootloaderUBoot, config.BootloaderRPi:
 		return UBoot(p), nil
 	case config.BootloaderBalenaBL:

@@ -755,3 +755,28 @@ func (m mem) Remove(name string) error               { delete(m, name); return n
 func (m mem) Free() int64                            { return 1 << 30 }
 func (m mem) BlockSize() int64                       { return 512 }
 func (m mem) ModTime(name string) (time.Time, error) { return time.Time{}, nil }
+
+// TestGrubLayout: the grubenv GRUB loads is the one balenaOS's 99-resin-grub keeps for the way the board
+// boots, unless the grub.cfg is hostos's own boot-count script, which names /grub/grubenv.
+func TestGrubLayout(t *testing.T) {
+	script := []byte(bootenv.GrubBootCountScript)
+	for _, tc := range []struct {
+		files map[string][]byte
+		efi   bool
+		want  string
+	}{
+		{nil, false, "/grub/grubenv"},
+		{nil, true, "/EFI/BOOT/grubenv"},
+		{map[string][]byte{"/EFI/BOOT/grub.cfg": []byte("load_env\n")}, true, "/EFI/BOOT/grubenv"},
+		{map[string][]byte{"/EFI/BOOT/grub.cfg": script}, true, "/grub/grubenv"},
+		{map[string][]byte{"/grub/grub.cfg": script}, false, "/grub/grubenv"},
+	} {
+		b := bootenv.GrubLayout(dir(t, tc.files), parts, tc.efi)
+		if got := b.(interface{ EnvFile() string }).EnvFile(); got != tc.want {
+			t.Errorf("%q efi=%v: %s, want %s", slices.Sorted(maps.Keys(tc.files)), tc.efi, got, tc.want)
+		}
+	}
+	if b, _ := bootenv.ForBootloader("grub-efi", parts); b.(interface{ EnvFile() string }).EnvFile() != "/EFI/BOOT/grubenv" {
+		t.Error("grub-efi device types keep /EFI/BOOT/grubenv")
+	}
+}
