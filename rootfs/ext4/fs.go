@@ -36,7 +36,7 @@ func (f *FS) ReadFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
 	}
 	defer file.Close()
-	b, err := io.ReadAll(file)
+	b, err := readAllBounded(file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

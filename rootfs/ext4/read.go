@@ -30,11 +30,44 @@ func ReadFile(r io.ReaderAt, off, size int64, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(f)
+	b, err := readAllBounded(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return b, nil
+}
+
+// maxReadFile bounds what ReadFile and FS.ReadFile return: they read small files (os-release, engine
+// store metadata), and a damaged or hostile filesystem must not make them read forever.
+const maxReadFile = 64 << 20
+
+// readAllBounded reads r to its end, at most maxReadFile bytes. go-diskfs's ext4 file reader can return
+// no bytes and no error forever on some extent layouts (seen on a file debugfs wrote), where io.ReadAll
+// would spin: a reader that makes no progress is an error.
+func readAllBounded(r io.Reader) ([]byte, error) {
+	var out []byte
+	buf := make([]byte, 32<<10)
+	stalls := 0
+	for {
+		n, err := r.Read(buf)
+		out = append(out, buf[:n]...)
+		if int64(len(out)) > maxReadFile {
+			return nil, fmt.Errorf("larger than the %d MiB read here", maxReadFile>>20)
+		}
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			if stalls++; stalls > 100 {
+				return nil, errors.New("the filesystem reader makes no progress (damaged extents?)")
+			}
+			continue
+		}
+		stalls = 0
+	}
 }
 
 // resolve walks name component by component, replacing symlinks by their targets.
