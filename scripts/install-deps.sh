@@ -5,7 +5,8 @@
 set -euo pipefail
 pkgs=(e2fsprogs dosfstools mtools fdisk util-linux genimage bmap-tools grub-common libubootenv-tool zstd xz-utils gzip tar
   python3 python3-gi gir1.2-glib-2.0 openssh-client openssl
-  docker.io docker-registry)  # the real engine (20.10, overlay2) that judges preloaded stores; a real registry
+  docker.io docker-registry casync time)  # the real engine (20.10, overlay2) judging preloaded stores; a real registry;
+  # casync judging the delta chunker; GNU time for the benches' peak RSS
 if [ "${1:-}" = e2e ]; then
   # x86-64: OVMF and GRUB; arm64: Debian's U-Boot for QEMU virt, qemu-system-aarch64 and mkimage (boot.scr).
   pkgs+=(qemu-system-x86 ovmf grub-efi-amd64-bin cpio dpkg qemu-system-arm u-boot-qemu u-boot-tools)
