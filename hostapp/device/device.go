@@ -112,16 +112,16 @@ func findMount(data []byte, mountpoint string) (mount, bool) {
 		if sep < 0 || sep+2 >= len(f) {
 			continue
 		}
-		if unescapeOctal(f[4]) == mountpoint {
-			found = mount{dev: f[2], point: mountpoint, source: unescapeOctal(f[sep+2])}
+		if UnescapeMountField(f[4]) == mountpoint {
+			found = mount{dev: f[2], point: mountpoint, source: UnescapeMountField(f[sep+2])}
 			ok = true
 		}
 	}
 	return found, ok
 }
 
-// unescapeOctal undoes the kernel's \ooo escaping of blanks, newlines and backslashes in mountinfo.
-func unescapeOctal(s string) string {
+// UnescapeMountField undoes the kernel's \ooo escaping of blanks, newlines and backslashes in mountinfo.
+func UnescapeMountField(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}

@@ -7,8 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/hostos/hostos/hostapp/device"
 )
 
 // system names where the facts about block devices are read: sysfs and the mount table. Tests point them
@@ -41,28 +42,9 @@ func parseMountinfo(data []byte) []mountEntry {
 		if sep < 0 || sep+2 >= len(f) {
 			continue
 		}
-		out = append(out, mountEntry{dev: f[2], point: unescape(f[4]), source: unescape(f[sep+2])})
+		out = append(out, mountEntry{dev: f[2], point: device.UnescapeMountField(f[4]), source: device.UnescapeMountField(f[sep+2])})
 	}
 	return out
-}
-
-// unescape undoes the kernel's \ooo escaping in mountinfo fields.
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // blockDisk is a whole disk as sysfs describes it: its name, its device number and its partitions'.

@@ -411,7 +411,7 @@ func countAll(r io.Reader, nodes map[string]*entry) error {
 		default:
 			return fmt.Errorf("entry %q: unsupported type %q", h.Name, h.Typeflag)
 		}
-		name, err := cleanName(h.Name)
+		name, err := tree.CleanName(h.Name)
 		if err != nil {
 			return err
 		}

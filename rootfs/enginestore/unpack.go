@@ -24,8 +24,9 @@ const (
 	opaqueXattr    = "trusted.overlay.opaque"
 )
 
-// errUnsafePath is returned for a layer entry that would land outside the layer directory.
-var errUnsafePath = errors.New("unsafe path")
+// errUnsafePath is returned for a layer entry that would land outside the layer directory: the staging
+// tree's own sentinel, since layer names are cleaned by tree.CleanName.
+var errUnsafePath = tree.ErrUnsafePath
 
 // entry is the wanted state of one path of a layer directory.
 type entry struct {
@@ -73,24 +74,6 @@ func newUnpacker(dir, fsDir string) (*unpacker, error) {
 }
 
 func (u *unpacker) close() { unix.Close(u.root) }
-
-// cleanName turns an entry name into a clean path relative to the layer root ("" for the root).
-func cleanName(name string) (string, error) {
-	n := strings.TrimLeft(name, "/")
-	for _, c := range strings.Split(n, "/") {
-		if c == ".." {
-			return "", fmt.Errorf("entry %q: %w", name, errUnsafePath)
-		}
-	}
-	if strings.ContainsAny(n, "\n\r\x00") {
-		return "", fmt.Errorf("entry %q: file name holds a line break", name)
-	}
-	n = path.Clean(n)
-	if n == "." {
-		return "", nil
-	}
-	return n, nil
-}
 
 // parent opens the directory holding name, creating missing directories (as the engine does, 0755
 // root-owned) and refusing symlinks on the way.
@@ -199,7 +182,7 @@ func (u *unpacker) add(h *tar.Header, r io.Reader) error {
 	default:
 		return fmt.Errorf("entry %q: unsupported type %q", h.Name, h.Typeflag)
 	}
-	name, err := cleanName(h.Name)
+	name, err := tree.CleanName(h.Name)
 	if err != nil {
 		return err
 	}
@@ -288,7 +271,7 @@ func (u *unpacker) add(h *tar.Header, r io.Reader) error {
 			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
 	case tar.TypeLink:
-		target, err := cleanName(h.Linkname)
+		target, err := tree.CleanName(h.Linkname)
 		if err != nil {
 			return fmt.Errorf("entry %q: hard link: %w", h.Name, err)
 		}

@@ -185,16 +185,17 @@ func (s *stager) close() {
 	s.dirs = nil
 }
 
-// cleanName turns an archive name into a clean path relative to the root ("" for the root itself).
-func cleanName(name string) (string, error) {
+// CleanName turns an archive entry's name into a clean path relative to the root ("" for the root itself),
+// refusing one that climbs out with ".." (ErrUnsafePath) or holds a character debugfs cannot address.
+func CleanName(name string) (string, error) {
 	n := strings.TrimLeft(name, "/")
 	for _, c := range strings.Split(n, "/") {
 		if c == ".." {
 			return "", fmt.Errorf("entry %q: %w", name, ErrUnsafePath)
 		}
 	}
-	if strings.ContainsAny(n, "\n\r") {
-		return "", fmt.Errorf("entry %q: file name holds a line break, which debugfs cannot address", name)
+	if strings.ContainsAny(n, "\n\r\x00") {
+		return "", fmt.Errorf("entry %q: file name holds a line break or NUL, which debugfs cannot address", name)
 	}
 	n = path.Clean(n)
 	if n == "." {
@@ -332,7 +333,7 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 	default:
 		return fmt.Errorf("entry %q: unsupported type %q", h.Name, h.Typeflag)
 	}
-	name, err := cleanName(h.Name)
+	name, err := CleanName(h.Name)
 	if err != nil {
 		return err
 	}
@@ -406,7 +407,7 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
 	case tar.TypeLink:
-		target, err := cleanName(h.Linkname)
+		target, err := CleanName(h.Linkname)
 		if err != nil {
 			return fmt.Errorf("entry %q: hard link: %w", h.Name, err)
 		}
