@@ -16,7 +16,7 @@ func manyEntries() []entry {
 	es := rootfsEntries()
 	es = append(es, dir("big/", 0o755, 0, 0))
 	for i := 0; i < 600; i++ {
-		es = append(es, file(fmt.Sprintf("big/f%03d-%x", (i*7919)%600, i*2654435761), 0o644, 0, 0, fmt.Sprint(i)))
+		es = append(es, file(fmt.Sprintf("big/f%03d-%x", (i*7919)%600, uint64(i)*2654435761), 0o644, 0, 0, fmt.Sprint(i)))
 	}
 	return es
 }
