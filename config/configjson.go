@@ -286,21 +286,22 @@ func encodeString(b *bytes.Buffer, s string) {
 
 // Clone returns a deep copy.
 func (c Config) Clone() Config {
-	return Config{m: deepCopy(c.object()).(map[string]any)}
+	return Config{m: CopyJSON(c.object()).(map[string]any)}
 }
 
-func deepCopy(v any) any {
+// CopyJSON deep-copies a decoded JSON value (objects, arrays, scalars).
+func CopyJSON(v any) any {
 	switch v := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(v))
 		for k, e := range v {
-			out[k] = deepCopy(e)
+			out[k] = CopyJSON(e)
 		}
 		return out
 	case []any:
 		out := make([]any, len(v))
 		for i, e := range v {
-			out[i] = deepCopy(e)
+			out[i] = CopyJSON(e)
 		}
 		return out
 	default:
@@ -358,7 +359,7 @@ func (c Config) GetPath(path ...string) (value any, ok bool) {
 			return nil, false
 		}
 	}
-	return deepCopy(cur), true
+	return CopyJSON(cur), true
 }
 
 // String returns the string at a dotted key; ok is false when it is missing or not a string.

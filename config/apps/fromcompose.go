@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/config/compose"
 )
 
@@ -222,25 +223,5 @@ func copyComposition(m map[string]any) map[string]any {
 	if m == nil {
 		return map[string]any{}
 	}
-	return deepCopy(m).(map[string]any)
-}
-
-// deepCopy copies a JSON value (maps, slices, scalars).
-func deepCopy(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			out[k] = deepCopy(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			out[i] = deepCopy(e)
-		}
-		return out
-	default:
-		return v
-	}
+	return config.CopyJSON(m).(map[string]any)
 }
