@@ -17,24 +17,11 @@ import (
 // ReadFile reads one file from the ext4 filesystem at [off, off+size) of r, resolving symlinks
 // (also in the middle of the path) inside that filesystem.
 func ReadFile(r io.ReaderAt, off, size int64, name string) ([]byte, error) {
-	fsys, err := dext4.Read(readOnlyStorage{r: io.NewSectionReader(r, 0, off+size)}, size, off, 512)
-	if err != nil {
-		return nil, fmt.Errorf("ext4 at offset %d: %w", off, err)
-	}
-	p, err := resolve(fsys, name)
+	f, err := Open(r, off, size)
 	if err != nil {
 		return nil, err
 	}
-	f, err := fsys.OpenFile(p, os.O_RDONLY)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
-	}
-	defer f.Close()
-	b, err := readAllBounded(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return b, nil
+	return f.ReadFile(name)
 }
 
 // maxReadFile bounds what ReadFile and FS.ReadFile return: they read small files (os-release, engine
@@ -137,28 +124,9 @@ func (i storageInfo) Sys() any           { return nil }
 // ReadDir lists the names in directory name of the ext4 filesystem at [off, off+size) of r, without
 // "." and "..".
 func ReadDir(r io.ReaderAt, off, size int64, name string) ([]string, error) {
-	fsys, err := dext4.Read(readOnlyStorage{r: io.NewSectionReader(r, 0, off+size)}, size, off, 512)
-	if err != nil {
-		return nil, fmt.Errorf("ext4 at offset %d: %w", off, err)
-	}
-	p, err := resolve(fsys, name)
+	f, err := Open(r, off, size)
 	if err != nil {
 		return nil, err
 	}
-	// go-diskfs takes paths without the leading slash; the root is ".".
-	rel := strings.TrimPrefix(p, "/")
-	if rel == "" {
-		rel = "."
-	}
-	entries, err := fsys.ReadDir(rel)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	var names []string
-	for _, e := range entries {
-		if n := e.Name(); n != "." && n != ".." {
-			names = append(names, n)
-		}
-	}
-	return names, nil
+	return f.ReadDir(name)
 }
