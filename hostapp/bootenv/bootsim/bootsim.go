@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,11 @@ func Boot(b bootenv.Backend, fsys bootfs.FS) (bootenv.Slot, error) {
 	p := pb.Parts()
 	switch b.Name() {
 	case "grub":
+		// The layout's GRUB configuration: hostos's GrubBootCountScript counts in /grub/grubenv, balenaOS's EFI
+		// grub.cfg in /EFI/BOOT/grubenv ($prefix).
+		if eb, ok := b.(interface{ EnvFile() string }); ok && eb.EnvFile() == efiGrubEnv {
+			return grubEFI(fsys, p)
+		}
 		return grub(fsys, p)
 	case "u-boot":
 		return uboot(fsys, p)
@@ -100,6 +106,56 @@ func grub(fsys bootfs.FS, p bootenv.Parts) (bootenv.Slot, error) {
 			} else {
 				part = strconv.Itoa(p.A)
 			}
+		}
+	}
+	n, err := strconv.Atoi(part)
+	if err != nil {
+		return "", fmt.Errorf("grub: resin_root_part %q is not a partition number", part)
+	}
+	return slotOf(p, n, "grub")
+}
+
+// efiGrubEnv is the grubenv balenaOS's EFI grub.cfg loads and saves: grubenv in $prefix, /EFI/BOOT.
+const efiGrubEnv = "/EFI/BOOT/grubenv"
+
+// grubEFI models balenaOS's EFI grub.cfg (meta-balena's grub.cfg_internal, as the meta-balena oracle's
+// grub-boot.sh runs it), which the bootenv.GrubEFI layout boots: resin_root_part defaults to partition A and
+// bootcount to 0, load_env of /EFI/BOOT/grubenv; while upgrade_available is "1", bootcount "1" becomes "2",
+// else "0" becomes "1", each with save_env; then a bootcount of "2" boots the other root, whatever
+// upgrade_available says. Values are compared as strings, as GRUB's test does. It differs from grub only in
+// the file and in that last rule: a stale count of 2 redirects a committed root, which hostos never leaves
+// (every commit and switch writes bootcount 0).
+func grubEFI(fsys bootfs.FS, p bootenv.Parts) (bootenv.Slot, error) {
+	vars := map[string]string{"resin_root_part": strconv.Itoa(p.A), "bootcount": "0"}
+	data, ok, err := readFile(fsys, efiGrubEnv)
+	if err != nil {
+		return "", err
+	}
+	var block map[string]string
+	if ok {
+		if block, err = bootenv.DecodeGrubEnv(data); err != nil {
+			return "", fmt.Errorf("grub load_env %s: %w", efiGrubEnv, err)
+		}
+		maps.Copy(vars, block)
+	}
+	if vars["upgrade_available"] == "1" {
+		next := map[string]string{"0": "1", "1": "2"}[vars["bootcount"]]
+		if next != "" {
+			vars["bootcount"] = next
+			if block != nil { // save_env fails, changing nothing, without the file
+				block["bootcount"] = next
+				if err := writeGrubEnv(fsys, efiGrubEnv, block); err != nil {
+					return "", err
+				}
+			}
+		}
+	}
+	part := vars["resin_root_part"]
+	if vars["bootcount"] == "2" {
+		if part == strconv.Itoa(p.A) {
+			part = strconv.Itoa(p.B)
+		} else {
+			part = strconv.Itoa(p.A)
 		}
 	}
 	n, err := strconv.Atoi(part)

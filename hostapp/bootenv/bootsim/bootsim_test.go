@@ -69,7 +69,7 @@ func (c *counter) WriteFile(name string, data []byte, mtime time.Time) error {
 }
 
 func backends() []bootenv.Backend {
-	return []bootenv.Backend{bootenv.Grub(parts), bootenv.UBoot(parts), bootenv.BalenaBootloader(parts)}
+	return []bootenv.Backend{bootenv.Grub(parts), bootenv.GrubEFI(parts), bootenv.UBoot(parts), bootenv.BalenaBootloader(parts)}
 }
 
 func boot(t *testing.T, b bootenv.Backend, fsys bootfs.FS) (bootenv.Slot, bootenv.Env) {
@@ -139,6 +139,7 @@ func TestNeverUp(t *testing.T) {
 	}{
 		// GRUB: one try, then the other root; the count stops at 2.
 		{bootenv.Grub(parts), "BAAAAA", []int{1, 2, 2, 2, 2, 2}},
+		{bootenv.GrubEFI(parts), "BAAAAA", []int{1, 2, 2, 2, 2, 2}},
 		// U-Boot: over os_bc_lim=3 the other root. setexpr counts in hexadecimal and test compares in
 		// decimal, so at a ("a" reads as 0) to f U-Boot tries the new root again, and from 10 falls back.
 		{bootenv.UBoot(parts), "BBBAAAAAABBBBBBAAAA", []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 10, 11, 12, 13}},
@@ -209,6 +210,36 @@ func TestGrub(t *testing.T) {
 	d = dir(t, map[string][]byte{"/grub/grubenv": grubEnv(t, map[string]string{"resin_root_part": "3", "upgrade_available": "0", "bootcount": "2"})})
 	if s, _ := boot(t, b, d); s != B {
 		t.Errorf("committed root B with bootcount 2 boots %s", s)
+	}
+}
+
+// TestGrubEFI checks balenaOS's EFI grub.cfg: it counts in /EFI/BOOT/grubenv only, and a count of 2 sends
+// it to the other root even when the root is committed.
+func TestGrubEFI(t *testing.T) {
+	b := bootenv.GrubEFI(parts)
+	env := grubEnv(t, map[string]string{"resin_root_part": "3", "upgrade_available": "1", "bootcount": "0", "extra": "x"})
+	d := dir(t, map[string][]byte{"/grub/grubenv": env, "/EFI/BOOT/grubenv": env})
+	for i, want := range []bootenv.Slot{B, A, A} {
+		if s, _ := boot(t, b, d); s != want {
+			t.Fatalf("boot %d: %s, want %s", i+1, s, want)
+		}
+	}
+	got, _ := d.ReadFile("/EFI/BOOT/grubenv")
+	if want := grubEnv(t, map[string]string{"resin_root_part": "3", "upgrade_available": "1", "bootcount": "2", "extra": "x"}); string(got) != string(want) {
+		t.Errorf("/EFI/BOOT/grubenv after the boots:\n%q\nwant\n%q", got[:100], want[:100])
+	}
+	if got, _ := d.ReadFile("/grub/grubenv"); string(got) != string(env) {
+		t.Error("boot changed /grub/grubenv")
+	}
+	// Without /EFI/BOOT/grubenv: root A, nothing saved, whatever /grub/grubenv says.
+	c := &counter{FS: dir(t, map[string][]byte{"/grub/grubenv": env})}
+	if s, err := bootsim.Boot(b, c); err != nil || s != A || len(c.writes) != 0 {
+		t.Errorf("without /EFI/BOOT/grubenv: %s, %v, writes %q", s, err, c.writes)
+	}
+	// balena's grub.cfg falls back on a count of 2 alone.
+	d = dir(t, map[string][]byte{"/EFI/BOOT/grubenv": grubEnv(t, map[string]string{"resin_root_part": "3", "upgrade_available": "0", "bootcount": "2"})})
+	if s, _ := boot(t, b, d); s != A {
+		t.Errorf("committed root B with bootcount 2 boots %s, want A", s)
 	}
 }
 
