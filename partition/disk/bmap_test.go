@@ -5,13 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/xml"
 	"fmt"
-	"github.com/hostos/hostos/tests/testtool"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hostos/hostos/tests/testtool"
 )
 
 // chunk is data written at an offset of a sparse test image.

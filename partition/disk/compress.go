@@ -9,10 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
-	"golang.org/x/sys/unix"
 )
 
 // copyChunk is the unit in which image data is read, zeros are emitted and
@@ -177,7 +177,7 @@ func (p *xzProcess) Write(b []byte) (int, error) {
 
 // failure explains a broken pipe by xz's own exit status and message.
 func (p *xzProcess) failure(err error) error {
-	if !errors.Is(err, os.ErrClosed) && !errors.Is(err, unix.EPIPE) {
+	if !errors.Is(err, os.ErrClosed) && !errors.Is(err, syscall.EPIPE) {
 		return err
 	}
 	p.stdin.Close()
@@ -245,7 +245,7 @@ func SparseCopy(dst, src string) error {
 }
 
 func sparseCopy(out, in *os.File, size int64) error {
-	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err == nil {
+	if err := cloneFile(out, in); err == nil {
 		return nil
 	}
 	if err := out.Truncate(size); err != nil {
@@ -260,8 +260,7 @@ func sparseCopy(out, in *os.File, size int64) error {
 	for _, e := range exts {
 		off, end := e.Off, e.Off+e.Len
 		for useCFR && off < end {
-			src, dst := off, off
-			n, err := unix.CopyFileRange(int(in.Fd()), &src, int(out.Fd()), &dst, int(end-off), 0)
+			n, err := copyFileRange(out, in, off, end-off)
 			if err != nil || n == 0 {
 				if off == e.Off && cfrUnsupported(err) {
 					useCFR = false // fall back to reading and writing
@@ -286,11 +285,4 @@ func sparseCopy(out, in *os.File, size int64) error {
 		}
 	}
 	return nil
-}
-
-// cfrUnsupported tells whether a copy_file_range error means the call cannot
-// be used between these files at all.
-func cfrUnsupported(err error) bool {
-	return errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) ||
-		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
 }

@@ -1,14 +1,17 @@
+//go:build unix
+
 package disk
 
 import (
 	"context"
 	"errors"
-	"github.com/hostos/hostos/tests/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/hostos/hostos/tests/testtool"
 )
 
 func TestCompressRoundTrip(t *testing.T) {

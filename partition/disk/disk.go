@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // Disk is a random-access device: an image file or a block device.
@@ -47,11 +45,12 @@ var ErrBusy = errors.New("in use by another writer")
 // A writable Open takes an exclusive flock on the file itself, held until Close: every hostos writer of
 // an image or device (update, configure, repair, preload) goes through here, so two of them never write
 // the same disk at once; the second fails at once with an error wrapping ErrBusy. The lock needs no lock
-// file and vanishes with the process, however it ends. Readers take no lock.
+// file and vanishes with the process, however it ends (flock on Linux and macOS, LockFileEx on Windows).
+// Readers take no lock.
 func Open(path string, writable bool) (*File, error) {
-	flag := os.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY
+	flag := os.O_RDONLY | openNoBlock
 	if writable {
-		flag = os.O_RDWR | unix.O_NONBLOCK | unix.O_NOCTTY
+		flag = os.O_RDWR | openNoBlock
 	}
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
@@ -62,22 +61,17 @@ func Open(path string, writable bool) (*File, error) {
 		f.Close()
 		return nil, err
 	}
-	fd := int(f.Fd()) // Fd also puts the descriptor back in blocking mode
+	f.Fd() // puts the descriptor back in blocking mode
 	d := &File{f: f, size: fi.Size(), sectorSize: DefaultSectorSize}
 	switch {
 	case fi.Mode().IsRegular():
-	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
-		size, err := unix.IoctlGetUint64(fd, unix.BLKGETSIZE64)
+	case isDevice(fi.Mode()):
+		size, ss, err := deviceGeometry(f)
 		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("%s: size of block device: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		ss, err := unix.IoctlGetInt(fd, unix.BLKSSZGET)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%s: sector size of block device: %w", path, err)
-		}
-		d.size, d.sectorSize = int64(size), ss
+		d.size, d.sectorSize = size, ss
 	case fi.IsDir():
 		f.Close()
 		return nil, fmt.Errorf("%s: is a directory, not a disk image", path)
@@ -86,24 +80,15 @@ func Open(path string, writable bool) (*File, error) {
 		return nil, fmt.Errorf("%s: not a regular file or block device", path)
 	}
 	if writable {
-		if err := flock(fd); err != nil {
+		if err := tryLock(f); err != nil {
 			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
+			if errors.Is(err, errLocked) {
 				return nil, fmt.Errorf("%s: %w (another hostos update, configure or preload)", path, ErrBusy)
 			}
 			return nil, fmt.Errorf("%s: lock: %w", path, err)
 		}
 	}
 	return d, nil
-}
-
-func flock(fd int) error {
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err != unix.EINTR {
-			return err
-		}
-	}
 }
 
 // Create creates (or truncates) a sparse image file of the given size.
@@ -129,13 +114,11 @@ func (d *File) SectorSize() int                          { return d.sectorSize }
 func (d *File) Sync() error                              { return d.f.Sync() }
 
 // StartWriteback asks the kernel to start writing [off, off+n) to the device without waiting for it, so
-// that a later Sync has little left to do (sync_file_range SYNC_FILE_RANGE_WRITE). It is a hint: errors
-// are ignored, and Sync is still what makes data durable.
-func (d *File) StartWriteback(off, n int64) {
-	_ = unix.SyncFileRange(int(d.f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
-}
-func (d *File) Path() string { return d.f.Name() }
-func (d *File) Close() error { return d.f.Close() }
+// that a later Sync has little left to do (sync_file_range SYNC_FILE_RANGE_WRITE on Linux, nothing
+// elsewhere). It is a hint: errors are ignored, and Sync is still what makes data durable.
+func (d *File) StartWriteback(off, n int64) { startWriteback(d.f, off, n) }
+func (d *File) Path() string                { return d.f.Name() }
+func (d *File) Close() error                { return d.f.Close() }
 
 // Section returns a reader over [off, off+n) of d.
 func Section(d io.ReaderAt, off, n int64) *io.SectionReader { return io.NewSectionReader(d, off, n) }

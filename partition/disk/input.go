@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // ReadInput reads a small input file (a spec, a config.json, a key, a keyfile, a compose file) whole,
@@ -14,7 +12,7 @@ import (
 // hold the caller. what names the input in errors ("--splash", "config.json").
 func ReadInput(path, what string, limit int64) ([]byte, error) {
 	// O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked on the open file.
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|openNoBlock, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err) // *PathError names the file
 	}

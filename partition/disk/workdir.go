@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // staleAfter is how old an unlocked work directory must be before another run removes it: a directory
@@ -29,7 +27,7 @@ func WorkDir(parent, prefix string) (dir string, release func(), err error) {
 	}
 	f, err := os.Open(dir)
 	if err == nil {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err = lockDir(f)
 	}
 	if err != nil {
 		if f != nil {
@@ -56,8 +54,7 @@ func sweepStale(parent, prefix string) {
 		if err != nil || time.Since(fi.ModTime()) < staleAfter {
 			continue
 		}
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) != nil || st.Uid != uint32(os.Geteuid()) {
+		if !ownedByMe(p) {
 			continue // only our own leftovers
 		}
 		f, err := os.Open(p)
@@ -65,7 +62,7 @@ func sweepStale(parent, prefix string) {
 			continue
 		}
 		// A directory someone holds (EWOULDBLOCK), or one that cannot be locked, is left alone.
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		if err := tryLock(f); err == nil {
 			os.RemoveAll(p)
 		}
 		f.Close()
