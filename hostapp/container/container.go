@@ -114,7 +114,7 @@ func Open(ctx context.Context, ref string, o Options) (v1.Image, error) {
 }
 
 // PlatformOf is the OCI platform of a balena architecture: aarch64 → linux/arm64, armv7hf →
-// linux/arm/v7, rpi → linux/arm/v6, amd64 → linux/amd64, i386 → linux/386.
+// linux/arm/v7, rpi → linux/arm/v6, amd64 → linux/amd64, i386 and i386-nlp (no PAE) → linux/386.
 func PlatformOf(arch string) (v1.Platform, error) {
 	switch arch {
 	case "aarch64":
@@ -125,7 +125,7 @@ func PlatformOf(arch string) (v1.Platform, error) {
 		return v1.Platform{OS: "linux", Architecture: "arm", Variant: "v6"}, nil
 	case "amd64":
 		return v1.Platform{OS: "linux", Architecture: "amd64"}, nil
-	case "i386":
+	case "i386", "i386-nlp":
 		return v1.Platform{OS: "linux", Architecture: "386"}, nil
 	}
 	return v1.Platform{}, fmt.Errorf("architecture %q: no container platform for it", arch)

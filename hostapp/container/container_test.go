@@ -124,7 +124,7 @@ func tarDir(t *testing.T, dir, out string) {
 
 func TestPlatformOf(t *testing.T) {
 	for arch, want := range map[string]v1.Platform{"aarch64": arm64, "armv7hf": armv7, "rpi": armv6, "amd64": amd64,
-		"i386": {OS: "linux", Architecture: "386"}} {
+		"i386": {OS: "linux", Architecture: "386"}, "i386-nlp": {OS: "linux", Architecture: "386"}} {
 		got, err := PlatformOf(arch)
 		if err != nil || got.String() != want.String() {
 			t.Errorf("PlatformOf(%s) = %s, %v; want %s", arch, got, err, want)
