@@ -168,6 +168,9 @@ func Start(t *testing.T, dockerd, client, dataRoot string) *Engine {
 	return e
 }
 
+// Host is the engine's address as DOCKER_HOST names it.
+func (e *Engine) Host() string { return "unix://" + e.sock }
+
 // Docker runs the client against the engine.
 func (e *Engine) Docker(args ...string) (string, error) {
 	cmd := exec.Command(e.client, append([]string{"-H", "unix://" + e.sock}, args...)...)
