@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"archive/tar"
@@ -240,8 +239,7 @@ func Scan(dir string) (*Staged, error) {
 			s.Dirs++
 			dirBytes[p] += 24
 		case info.Mode().IsRegular():
-			if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-				key := [2]uint64{uint64(st.Dev), st.Ino}
+			if key, ok := hardLinkKey(info); ok {
 				if seen[key] {
 					return nil
 				}
@@ -265,9 +263,9 @@ func Scan(dir string) (*Staged, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan root filesystem directory %s: %w", dir, err)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		uid, gid := rootOwner(st.Uid, st.Gid, uint32(os.Getuid()))
-		s.Fixups = rootFixups(uid, gid, st.Mode&0o7777, fi.ModTime())
+	if uid, gid, perm, ok := ownerPerm(fi); ok {
+		uid, gid := rootOwner(uid, gid, uint32(os.Getuid()))
+		s.Fixups = rootFixups(uid, gid, perm, fi.ModTime())
 	}
 	return s, nil
 }
