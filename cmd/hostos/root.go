@@ -27,7 +27,7 @@ func newRootCmd() *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuildCmd(), newInspectCmd(), newConfigureCmd(), newConfigCmd(), newBundleCmd(),
-		newUpdateCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newRollbackAltbootCmd(), newHealthCmd(), newRepairCmd(), newPreloadCmd(), newFlashCmd(),
+		newUpdateCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newRollbackAltbootCmd(), newHealthCmd(), newRepairCmd(), newPreloadCmd(), newFlashCmd(), newReleaseCmd(),
 		newVersionCmd())
 	usageArgs(root)
 	return root
