@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrLocked means another process holds the lock.
@@ -35,7 +33,7 @@ type Lock struct {
 // this user: a link planted at the path (in a shared directory) cannot make the lock truncate or write any
 // other file.
 func Acquire(path string) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|openNoFollow, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -43,9 +41,9 @@ func Acquire(path string) (*Lock, error) {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := tryLock(f, false); err != nil {
 		defer f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		if errors.Is(err, errWouldBlock) {
 			if pid := holder(f); pid > 0 {
 				return nil, fmt.Errorf("lock %s: %w (pid %d)", path, ErrLocked, pid)
 			}
@@ -60,34 +58,20 @@ func Acquire(path string) (*Lock, error) {
 	return &Lock{f: f, path: path}, nil
 }
 
-func checkOwnFile(f *os.File) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return err
-	}
-	switch {
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return errors.New("not a regular file")
-	case st.Nlink != 1:
-		return fmt.Errorf("has %d hard links", st.Nlink)
-	case st.Uid != uint32(os.Geteuid()):
-		return fmt.Errorf("owned by uid %d, not by this user", st.Uid)
-	}
-	return nil
-}
-
 // Target takes the writers' lock of a mounted boot partition (or any directory hostos writes into): an
 // exclusive flock on the directory itself, held until Release. hostos update on a device and configure
 // --boot-dir take it, so they never write the same boot partition at once. Images and block devices
 // need no call: partition/disk.Open takes the same kind of lock on them when it opens them for writing.
+// Windows cannot lock a directory: there the lock is held on a file in the temporary directory named
+// after dir's absolute path, which every hostos of the same user finds.
 func Target(dir string) (*Lock, error) {
-	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
+	f, err := openTarget(dir)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := tryLock(f, false); err != nil {
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		if errors.Is(err, errWouldBlock) {
 			return nil, fmt.Errorf("%s: %w (another hostos update or configure)", dir, ErrLocked)
 		}
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
@@ -107,21 +91,12 @@ func (l *Lock) Release() error {
 	if !l.dir {
 		terr = f.Truncate(0)
 	}
-	uerr := flock(f, unix.LOCK_UN)
+	uerr := unlock(f)
 	cerr := f.Close()
 	if err := errors.Join(terr, uerr, cerr); err != nil {
 		return fmt.Errorf("release lock %s: %w", l.path, err)
 	}
 	return nil
-}
-
-func flock(f *os.File, how int) error {
-	for {
-		err := unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			return err
-		}
-	}
 }
 
 func recordPID(f *os.File) error {
@@ -214,8 +189,8 @@ func isLocked(path string) (bool, error) {
 		return false, fmt.Errorf("probe lock %s: %w", path, err)
 	}
 	defer f.Close()
-	switch err := flock(f, unix.LOCK_SH|unix.LOCK_NB); {
-	case errors.Is(err, unix.EWOULDBLOCK):
+	switch err := tryLock(f, true); {
+	case errors.Is(err, errWouldBlock):
 		return true, nil
 	case err != nil:
 		return false, fmt.Errorf("probe lock %s: %w", path, err)
