@@ -183,9 +183,16 @@ func Flash(ctx context.Context, image, device string, opts ...Option) (Result, e
 		size, _ := unix.IoctlGetUint64(int(out.Fd()), unix.BLKGETSIZE64)
 		w.limit = int64(size)
 	}
-	if algo == "" {
+	frames, err := seekTable(in, fi.Size(), algo, bm)
+	if err != nil {
+		return res, fmt.Errorf("image %s: %w", image, err)
+	}
+	switch {
+	case algo == "":
 		err = w.fromFile(in, spans)
-	} else {
+	case frames != nil:
+		err = w.fromFrames(in, frames, spans)
+	default:
 		dec, derr := disk.NewDecompressed(in, fi.Size(), image, nil)
 		if derr != nil {
 			return res, derr

@@ -378,3 +378,59 @@ func TestFlashLoopDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestFlashSeekableSkipsHoles flashes a zstd image hostos wrote (seekable: independent frames and a seek
+// table) with its block map: the frames holding no mapped block are never read, so damage there does not
+// matter, while damage in a frame holding mapped blocks is caught.
+func TestFlashSeekableSkipsHoles(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.img")
+	want := makeImage(t, raw, 9*mib+500)
+	zst := filepath.Join(dir, "disk.img.zst")
+	compressTo(t, raw, zst, "zst")
+	writeBmap(t, raw, filepath.Join(dir, "disk.img.bmap"))
+	zb, err := os.ReadFile(zst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames, err := disk.ZstdSeekTable(bytes.NewReader(zb), int64(len(zb)))
+	if err != nil || len(frames) != 10 {
+		t.Fatalf("seek table: %d frames, %v; want 10 frames of 1 MiB", len(frames), err)
+	}
+	damage := func(frame int) string {
+		b := append([]byte(nil), zb...)
+		f := frames[frame]
+		for i := f.Off + f.Len/2; i < f.Off+f.Len-4; i++ {
+			b[i] ^= 0x5a
+		}
+		p := filepath.Join(t.TempDir(), "disk.img.zst")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(strings.TrimSuffix(p, ".zst")+".bmap", mustRead(t, filepath.Join(dir, "disk.img.bmap")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Frame 3 (bytes 3-4 MiB) lies in a hole; frame 5 holds mapped blocks.
+	out := filepath.Join(dir, "out.img")
+	res, err := Flash(context.Background(), damage(3), out)
+	if err != nil {
+		t.Fatalf("a damaged frame in a hole: %v", err)
+	}
+	if got := mustRead(t, out); !bytes.Equal(got, want) || res.Map != "bmap" || !res.Verified {
+		t.Fatalf("flashed file differs from the image, or result %+v", res)
+	}
+	if _, err := Flash(context.Background(), damage(5), filepath.Join(dir, "out2.img")); err == nil || !strings.Contains(err.Error(), "zstd frame 5") {
+		t.Fatalf("a damaged frame holding mapped blocks: err %v, want one naming zstd frame 5", err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

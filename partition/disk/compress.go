@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
 
@@ -112,11 +111,11 @@ type compressor interface {
 func newCompressor(ctx context.Context, w io.Writer, algo, xzPath string) (compressor, error) {
 	switch algo {
 	case "zst":
-		zw, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(2))
+		zw, err := newSeekableZstd(w)
 		if err != nil {
 			return nil, fmt.Errorf("zstd encoder: %w", err)
 		}
-		return &zstdCompressor{zw}, nil
+		return zw, nil
 	case "xz":
 		if xzPath != "" {
 			return startXZ(ctx, xzPath, w)
@@ -130,10 +129,6 @@ func newCompressor(ctx context.Context, w io.Writer, algo, xzPath string) (compr
 		return nil, fmt.Errorf("compression %q: unsupported, want zst or xz", algo)
 	}
 }
-
-type zstdCompressor struct{ *zstd.Encoder }
-
-func (z *zstdCompressor) Abort() { z.Encoder.Reset(io.Discard); z.Encoder.Close() }
 
 type goXZCompressor struct{ *xz.Writer }
 
