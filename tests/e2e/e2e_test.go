@@ -40,6 +40,11 @@ const (
 	bootTimeout = 6 * time.Minute
 )
 
+// vmSlots bounds the QEMU runs going at once to one per CPU: the scenarios of both architectures run in
+// parallel (each has its own image copy), and each single-vCPU TCG machine keeps a core to itself, so a
+// power cut timed from a serial marker lands where it would on an idle machine.
+var vmSlots = make(chan struct{}, max(1, runtime.NumCPU()))
+
 var modules = []string{"virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
 	"virtio_blk", "crc16", "mbcache", "jbd2", "crc32c_generic", "ext4", "fat", "vfat", "nls_cp437", "nls_ascii",
 	"nls_utf8"}
@@ -375,6 +380,9 @@ func (v *vm) boot(payload string, kill func(serial []byte) bool) (runMarkers []s
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	queued := time.Now()
+	vmSlots <- struct{}{}
+	defer func() { <-vmSlots }()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		v.t.Fatal(err)
@@ -405,7 +413,8 @@ loop:
 	must(ferr)
 	f.Write(b)
 	f.Close()
-	v.t.Logf("qemu run %d: %s%s", v.runs, time.Since(start).Round(100*time.Millisecond), map[bool]string{true: " (power cut)"}[killed])
+	v.t.Logf("qemu run %d: %s%s (waited %s for a CPU)", v.runs, time.Since(start).Round(100*time.Millisecond),
+		map[bool]string{true: " (power cut)"}[killed], start.Sub(queued).Round(100*time.Millisecond))
 	if !killed && err != nil {
 		v.t.Fatalf("qemu run %d: %v (timeout %s?)\n%s", v.runs, err, bootTimeout, stderr.Bytes())
 	}
@@ -556,7 +565,10 @@ func (v *vm) wantState(booted, version string, crumbs ...string) status {
 // TestE2E runs the scenarios on both machines: TestE2E/amd64/... (OVMF, GRUB) and TestE2E/arm64/... (U-Boot).
 func TestE2E(t *testing.T) {
 	for _, a := range []*arch{amd64, arm64} {
-		t.Run(a.name, func(t *testing.T) { scenarios(t, a) })
+		t.Run(a.name, func(t *testing.T) {
+			t.Parallel()
+			scenarios(t, a)
+		})
 	}
 }
 
@@ -571,7 +583,9 @@ func scenarios(t *testing.T, a *arch) {
 			}
 		})
 	}
+	// Every scenario runs in parallel with the others; vmSlots keeps the machines to one per CPU.
 	timed := func(t *testing.T) {
+		t.Parallel()
 		start := time.Now()
 		t.Cleanup(func() { t.Logf("wall time %s", time.Since(start).Round(time.Second)) })
 	}
