@@ -34,21 +34,21 @@ type Options struct {
 
 // Service is one service of a rendered release.
 type Service struct {
-	Name       string            // compose service name
-	Context    string            // absolute path of the rendered build context ("" for image-only services)
-	Dockerfile string            // Dockerfile name relative to Context (always a plain rendered Dockerfile)
-	Args       map[string]string // build args from the compose file
-	Image      string            // image: of a service with no build
+	Name       string            `json:"name"`                 // compose service name
+	Context    string            `json:"context,omitempty"`    // absolute path of the rendered build context ("" for image-only services)
+	Dockerfile string            `json:"dockerfile,omitempty"` // Dockerfile name relative to Context (always a plain rendered Dockerfile)
+	Args       map[string]string `json:"args,omitempty"`       // build args from the compose file
+	Image      string            `json:"image,omitempty"`      // image: of a service with no build
 }
 
 // Rendered is a project rendered for one device type.
 type Rendered struct {
-	Dir         string // the output folder
-	ComposeFile string // Dir/docker-compose.yml: the project's compose file with build contexts pointing into Dir
-	Compose     []byte // its contents
-	Services    []Service
-	Arch        string // the device type's balena arch (%%BALENA_ARCH%%)
-	Machine     string // %%BALENA_MACHINE_NAME%%: the device-type slug, as balena's builder renders it
+	Dir         string    `json:"dir"`          // the output folder
+	ComposeFile string    `json:"compose_file"` // Dir/docker-compose.yml: the project's compose file, build contexts pointing into Dir
+	Compose     []byte    `json:"-"`            // its contents
+	Services    []Service `json:"services"`
+	Arch        string    `json:"arch"`    // the device type's balena arch (%%BALENA_ARCH%%)
+	Machine     string    `json:"machine"` // %%BALENA_MACHINE_NAME%%: the device-type slug, as balena's builder renders it
 }
 
 // composeNames are the compose files balena's builder looks for at the top of a project, in order.
@@ -425,6 +425,11 @@ func (r *renderer) copyContext(service, src, dst string) error {
 					return filepath.SkipDir
 				}
 				return nil
+			}
+		}
+		if !d.IsDir() { // the folder may be excluded and this file an exception
+			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+				return err
 			}
 		}
 		switch t := d.Type(); {
