@@ -290,3 +290,30 @@ func TestBadInputCorpusMore(t *testing.T) {
 	}
 	runCorpus(t, dir, cases)
 }
+
+// TestReleaseRenderCorpus: projects hostos release render refuses, with the project left as it was and
+// no output folder left behind.
+func TestReleaseRenderCorpus(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	must(t, os.MkdirAll(empty, 0o755))
+	must(t, os.WriteFile(filepath.Join(empty, "README.md"), []byte("no Dockerfile here\n"), 0o644))
+	bad := filepath.Join(dir, "bad")
+	must(t, os.MkdirAll(bad, 0o755))
+	compose := filepath.Join(bad, "docker-compose.yml")
+	must(t, os.WriteFile(compose, []byte("services:\n  web:\n    build: .\n    logging:\n      driver: syslog\n"), 0o644))
+	dockerfile := filepath.Join(bad, "Dockerfile")
+	must(t, os.WriteFile(dockerfile, []byte("FROM alpine\n"), 0o644))
+	out := filepath.Join(dir, "out")
+	runCorpus(t, dir, []badInput{
+		{name: "no Dockerfile", args: []string{"release", "render", empty, "--device-type", "raspberrypi4-64", "-o", out},
+			code: 1, want: "no docker-compose.yml, Dockerfile, Dockerfile.template or package.json"},
+		{name: "unsupported compose field", args: []string{"release", "render", bad, "--device-type", "raspberrypi4-64", "-o", out},
+			inputs: []string{compose, dockerfile}, code: 1, want: "docker-compose.yml:4: service web: logging is not supported by balena"},
+		{name: "unknown device type", args: []string{"release", "render", bad, "--device-type", "raspberrypi4", "-o", out},
+			inputs: []string{compose, dockerfile}, code: 1, want: `unknown device type "raspberrypi4": did you mean raspberrypi4-64`},
+		{name: "output inside the project", args: []string{"release", "render", bad, "--device-type", "intel-nuc", "-o", filepath.Join(bad, "out")},
+			inputs: []string{compose, dockerfile}, code: 1, want: "render writes nothing into the project"},
+		{name: "no device type", args: []string{"release", "render", bad}, inputs: []string{compose, dockerfile}, code: 2, want: "--device-type"},
+	})
+}
