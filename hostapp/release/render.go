@@ -119,6 +119,7 @@ func Render(ctx context.Context, projectDir, outDir string, o Options) (res *Ren
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("compose file: %w", err)
 	}
+	absolutePaths(&doc, projectDir)
 	res = &Rendered{Dir: outDir, ComposeFile: filepath.Join(outDir, "docker-compose.yml"), Arch: m.Arch, Machine: m.Slug}
 	for _, s := range proj.Services {
 		if s.Build == nil {
@@ -547,6 +548,51 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// absolutePaths rewrites the files a compose file names (env_file, label_file, extends.file, include) as
+// absolute paths in the project, so that the resolved file, in another folder, still finds them.
+func absolutePaths(doc *yaml.Node, project string) {
+	abs := func(n *yaml.Node) {
+		if n != nil && n.Kind == yaml.ScalarNode && n.Value != "" && !filepath.IsAbs(n.Value) {
+			n.Value = filepath.Join(project, n.Value)
+		}
+	}
+	// files handles a reference written as a path, a list of paths, or a list of {path: ...}.
+	var files func(n *yaml.Node)
+	files = func(n *yaml.Node) {
+		if n == nil {
+			return
+		}
+		if n.Kind == yaml.ScalarNode {
+			abs(n)
+			return
+		}
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for _, item := range n.Content {
+			abs(item)
+			if p := mapValue(item, "path"); p != nil {
+				files(p)
+			}
+		}
+	}
+	if len(doc.Content) == 0 {
+		return
+	}
+	root := doc.Content[0]
+	files(mapValue(root, "include"))
+	services := mapValue(root, "services")
+	if services == nil || services.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 1; i < len(services.Content); i += 2 {
+		svc := services.Content[i]
+		files(mapValue(svc, "env_file"))
+		files(mapValue(svc, "label_file"))
+		abs(mapValue(mapValue(svc, "extends"), "file"))
+	}
 }
 
 // setBuild points a service's build: at the rendered context and Dockerfile, keeping the other build

@@ -500,3 +500,25 @@ func TestSymlinkInside(t *testing.T) {
 		t.Errorf("app.cfg copied as %q (%v), want a link to conf/real.cfg", target, err)
 	}
 }
+
+// TestFileReferences: the files the compose file names are still found from the output folder.
+func TestFileReferences(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "docker-compose.yml", "services:\n  web:\n    build: web\n    env_file: ./web.env\n  db:\n    image: redis\n    env_file:\n      - path: config/db.env\n")
+	write(t, dir, "web/Dockerfile", "FROM x\n")
+	write(t, dir, "web.env", "GREETING=hi\n")
+	write(t, dir, "config/db.env", "MODE=fast\n")
+	r, _, err := render(t, dir, "raspberrypi3", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj, _, err := compose.Parse(r.Compose, compose.AllowBuild(), compose.WithDir(r.Dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, _ := proj.Service("web")
+	db, _ := proj.Service("db")
+	if web.Environment["GREETING"] != "hi" || db.Environment["MODE"] != "fast" {
+		t.Errorf("environment read from the resolved compose: web %v, db %v", web.Environment, db.Environment)
+	}
+}
