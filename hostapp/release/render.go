@@ -127,6 +127,9 @@ func Render(ctx context.Context, projectDir, outDir string, o Options) (res *Ren
 			continue
 		}
 		svcNode := mapValue(mapValue(doc.Content[0], "services"), s.Name)
+		if svcNode == nil || svcNode.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("service %s: not written out under services: (a YAML merge or alias); render rewrites only services the file spells out", s.Name)
+		}
 		explicit := ""
 		if b := mapValue(svcNode, "build"); b != nil && b.Kind == yaml.MappingNode {
 			if d := mapValue(b, "dockerfile"); d != nil && d.Kind == yaml.ScalarNode {

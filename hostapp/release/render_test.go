@@ -402,6 +402,8 @@ func TestRenderBadInputs(t *testing.T) {
 			want: "service main: symlink passwd points outside the project (/etc/passwd)"},
 		{name: "Dockerfile a symlink out of the project", link: [2]string{"Dockerfile", "/etc/passwd"},
 			want: "leads outside the project"},
+		{name: "service from a YAML merge", files: map[string]string{"docker-compose.yml": "x-base: &base\n  web:\n    build: .\nservices:\n  <<: *base\n", "Dockerfile": "FROM x\n"},
+			want: "service web: not written out under services:"},
 		{name: "unknown device type", files: map[string]string{"Dockerfile": "FROM x\n"}, slug: "raspberrypi4",
 			want: `unknown device type "raspberrypi4": did you mean raspberrypi4-64`},
 		{name: "output inside the project", files: map[string]string{"Dockerfile": "FROM x\n"}, out: "in",
