@@ -11,9 +11,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Dir is a boot partition mounted at a directory, as /mnt/boot on a running balenaOS device. Every name
@@ -61,7 +60,7 @@ func escapes(err error) bool {
 	if !errors.As(err, &pe) {
 		return false
 	}
-	var errno unix.Errno
+	var errno syscall.Errno
 	if errors.As(pe.Err, &errno) {
 		return false
 	}
@@ -77,7 +76,7 @@ func (d Dir) ReadFile(name string) ([]byte, error) {
 	}
 	defer r.Close()
 	// O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked on the open file.
-	f, err := r.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	f, err := r.OpenFile(rel, os.O_RDONLY|openNoBlock, 0)
 	if err != nil {
 		return nil, d.wrap(name, err)
 	}
@@ -191,20 +190,20 @@ func (d Dir) ModTime(name string) (time.Time, error) {
 
 // Free is the space left on the file system holding the directory.
 func (d Dir) Free() int64 {
-	var st unix.Statfs_t
-	if err := unix.Statfs(string(d), &st); err != nil {
+	free, _, err := statFS(string(d))
+	if err != nil {
 		return 0
 	}
-	return int64(st.Bavail) * int64(st.Bsize)
+	return free
 }
 
 // BlockSize is the file system's allocation unit.
 func (d Dir) BlockSize() int64 {
-	var st unix.Statfs_t
-	if err := unix.Statfs(string(d), &st); err != nil || st.Bsize <= 0 {
+	_, bs, err := statFS(string(d))
+	if err != nil || bs <= 0 {
 		return 4096
 	}
-	return int64(st.Bsize)
+	return bs
 }
 
 // list returns the regular files below the directory; symbolic links are not followed.

@@ -26,7 +26,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
-	"golang.org/x/sys/unix"
 
 	"github.com/hostos/hostos/rootfs/tree"
 )
@@ -118,11 +117,11 @@ func (st *store) fsPath(rel string) string {
 
 // own records that the store path rel, created by this process, belongs to root.
 func (st *store) own(rel string) error {
-	var s unix.Stat_t
-	if err := unix.Lstat(st.host(rel), &s); err != nil {
+	root, err := ownedByRoot(st.host(rel))
+	if err != nil {
 		return fmt.Errorf("engine store %s: %w", st.fsPath(rel), err)
 	}
-	if s.Uid != 0 || s.Gid != 0 {
+	if !root {
 		st.fixups = append(st.fixups, tree.Fixup{Op: tree.OpOwner, Path: st.fsPath(rel)})
 	}
 	return nil
@@ -747,13 +746,12 @@ func (st *store) stamp(t time.Time) error {
 			}
 		}
 	}
-	ts := unix.NsecToTimespec(t.UnixNano())
 	for rel := range paths {
 		if strings.HasPrefix(rel, layerTmp+"/") || strings.HasSuffix(rel, "/diff") && strings.HasPrefix(rel, overlayDir+"/") {
 			continue
 		}
-		err := unix.UtimesNanoAt(unix.AT_FDCWD, st.host(rel), []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
-		if err != nil && !errors.Is(err, unix.ENOENT) {
+		err := setTimesNoFollow(st.host(rel), t)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("engine store %s: %w", st.fsPath(rel), err)
 		}
 	}

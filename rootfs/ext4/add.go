@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hostos/hostos/rootfs/tree"
 )
 
@@ -73,7 +71,7 @@ func FreeSpace(r interface {
 type addEntry struct {
 	rel     string // slash path inside the filesystem, without the leading slash
 	host    string
-	st      unix.Stat_t
+	st      entryStat
 	replace bool
 }
 
@@ -125,10 +123,10 @@ func Add(ctx context.Context, img string, off int64, root *tree.Staged, t time.T
 		}
 		rel = filepath.ToSlash(rel)
 		e := addEntry{rel: rel, host: p}
-		if err := unix.Lstat(p, &e.st); err != nil {
+		if e.st, err = lstat(p); err != nil {
 			return err
 		}
-		kind := e.st.Mode & unix.S_IFMT
+		kind := e.st.Mode & modeType
 		if !fresh[path.Dir(rel)] {
 			fi, err := fsys.Lstat("/" + rel)
 			switch {
@@ -185,14 +183,14 @@ func Add(ctx context.Context, img string, off int64, root *tree.Staged, t time.T
 	bs := free.BlockSize
 	var blocks, inodes int64
 	for _, e := range entries {
-		switch e.st.Mode & unix.S_IFMT {
-		case unix.S_IFREG:
+		switch e.st.Mode & modeType {
+		case modeRegular:
 			n := (e.st.Size + bs - 1) / bs
 			blocks += n + n/8192 // extent tree blocks of fragmented files
 			res.Bytes += e.st.Size
-		case unix.S_IFDIR:
+		case modeDir:
 			blocks++
-		case unix.S_IFLNK:
+		case modeSymlink:
 			if e.st.Size > inlineSymlinkBytes {
 				blocks++
 			}
@@ -249,11 +247,11 @@ func Add(ctx context.Context, img string, off int64, root *tree.Staged, t time.T
 func sameEntry(fsys *FS, rel string, fi fs.FileInfo, host string, kind uint32, size int64) (bool, error) {
 	m := fi.Mode()
 	switch kind {
-	case unix.S_IFDIR:
+	case modeDir:
 		if m.IsDir() {
 			return true, nil
 		}
-	case unix.S_IFREG:
+	case modeRegular:
 		if m.IsRegular() {
 			if fi.Size() != size {
 				return false, nil
@@ -268,7 +266,7 @@ func sameEntry(fsys *FS, rel string, fi fs.FileInfo, host string, kind uint32, s
 			}
 			return bytes.Equal(have, want), nil
 		}
-	case unix.S_IFLNK:
+	case modeSymlink:
 		if m&fs.ModeSymlink != 0 {
 			have, err := fsys.ReadLink("/" + rel)
 			if err != nil {
@@ -312,17 +310,17 @@ func addCommands(entries []addEntry, fixups []tree.Fixup, root *tree.Staged, t t
 		if e.replace {
 			lines = append(lines, "rm "+base)
 		}
-		kind := e.st.Mode & unix.S_IFMT
+		kind := e.st.Mode & modeType
 		switch kind {
-		case unix.S_IFDIR:
+		case modeDir:
 			lines = append(lines, "mkdir "+base)
-		case unix.S_IFREG:
+		case modeRegular:
 			h, err := Quote(e.host)
 			if err != nil {
 				return nil, err
 			}
 			lines = append(lines, "write "+h+" "+base)
-		case unix.S_IFLNK:
+		case modeSymlink:
 			target, err := os.Readlink(e.host)
 			if err != nil {
 				return nil, fmt.Errorf("staged %s: %w", e.rel, err)
@@ -335,11 +333,11 @@ func addCommands(entries []addEntry, fixups []tree.Fixup, root *tree.Staged, t t
 		default:
 			return nil, fmt.Errorf("staged %s: not a directory, regular file or symlink", e.rel)
 		}
-		if kind != unix.S_IFLNK {
+		if kind != modeSymlink {
 			lines = append(lines, fmt.Sprintf("sif %s mode 0%o", p, e.st.Mode))
 		}
 		lines = append(lines, fmt.Sprintf("sif %s uid %d", p, e.st.Uid), fmt.Sprintf("sif %s gid %d", p, e.st.Gid),
-			fmt.Sprintf("sif %s mtime @%d", p, e.st.Mtim.Sec))
+			fmt.Sprintf("sif %s mtime @%d", p, e.st.Mtime))
 		if !t.IsZero() {
 			stamp := "@" + strconv.FormatInt(t.Unix(), 10)
 			lines = append(lines, "sif "+p+" atime "+stamp, "sif "+p+" ctime "+stamp)

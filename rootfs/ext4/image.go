@@ -10,8 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Superblock fields CopyImage reads.
@@ -87,7 +85,7 @@ func CopyImage(ctx context.Context, img string, off, size int64, srcImage, label
 		}
 		at := off + done
 		if bytes.Equal(chunk, zero[:len(chunk)]) &&
-			unix.Fallocate(int(dst.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, at, int64(len(chunk))) == nil {
+			punchHole(dst, at, int64(len(chunk))) == nil {
 			done += int64(len(chunk))
 			continue
 		}

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ShortError is ErrNoSpace with the shortfall: what a write needs beyond the filesystem's free space.
@@ -77,17 +75,11 @@ func copyRange(dst *os.File, do int64, src *os.File, so, n int64) error {
 	buf := make([]byte, 1<<20)
 	end := so + n
 	for pos := so; pos < end; {
-		data, err := unix.Seek(int(src.Fd()), pos, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) || (err == nil && data >= end) {
+		data, hole, ok := nextData(src, pos)
+		if !ok || data >= end {
 			return nil
 		}
-		if err != nil {
-			data = pos // no hole support: copy everything
-		}
-		hole, err := unix.Seek(int(src.Fd()), data, unix.SEEK_HOLE)
-		if err != nil || hole > end {
-			hole = end
-		}
+		hole = min(hole, end)
 		for data < hole {
 			k := min(hole-data, int64(len(buf)))
 			if _, err := src.ReadAt(buf[:k], data); err != nil && !errors.Is(err, io.EOF) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package enginetest starts Debian's dockerd on a data root for tests that judge an engine store with the real engine.
 package enginetest
 
