@@ -36,7 +36,8 @@ A device that is mounted, holds the running system or is not removable is refuse
 			}
 			res, err := flash.Flash(cmd.Context(), args[0], args[1], opts...)
 			if err != nil {
-				if errors.Is(err, flash.ErrMounted) || errors.Is(err, flash.ErrSystem) || errors.Is(err, flash.ErrFixedDisk) {
+				if errors.Is(err, flash.ErrMounted) || errors.Is(err, flash.ErrSystem) || errors.Is(err, flash.ErrFixedDisk) ||
+					errors.Is(err, flash.ErrUnchecked) {
 					return fmt.Errorf("flash: %w (--force writes anyway)", err)
 				}
 				return fmt.Errorf("flash: %w", err)

@@ -11,9 +11,6 @@ import (
 	"hash"
 	"os"
 	"strings"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hostos/hostos/partition/disk"
 )
@@ -164,13 +161,13 @@ func Flash(ctx context.Context, image, device string, opts ...Option) (Result, e
 		return res, err
 	}
 	defer out.Close()
-	if isDev && res.ImageSize > 0 {
-		size, err := unix.IoctlGetUint64(int(out.Fd()), unix.BLKGETSIZE64)
-		if err != nil {
-			return res, fmt.Errorf("device %s: size: %w", device, err)
+	var devSize int64
+	if isDev {
+		if devSize, _, err = disk.DeviceSize(out); err != nil {
+			return res, fmt.Errorf("device %s: %w", device, err)
 		}
-		if int64(size) < res.ImageSize {
-			return res, fmt.Errorf("device %s: %d bytes, smaller than the image's %d", device, size, res.ImageSize)
+		if res.ImageSize > 0 && devSize < res.ImageSize {
+			return res, fmt.Errorf("device %s: %d bytes, smaller than the image's %d", device, devSize, res.ImageSize)
 		}
 	}
 
@@ -180,8 +177,7 @@ func Flash(ctx context.Context, image, device string, opts ...Option) (Result, e
 	}
 	w := &writer{ctx: ctx, out: out, dev: device, newHash: newHash, progress: o.progress}
 	if isDev {
-		size, _ := unix.IoctlGetUint64(int(out.Fd()), unix.BLKGETSIZE64)
-		w.limit = int64(size)
+		w.limit = devSize
 	}
 	frames, err := seekTable(in, fi.Size(), algo, bm)
 	if err != nil {
@@ -287,6 +283,9 @@ func findBmap(image, explicit string) (*disk.BlockMap, string, error) {
 // exclusively so that the kernel refuses one with a mounted filesystem; or a regular file, created or
 // emptied, that is neither the image nor its map.
 func openTarget(device, image, bmap string, o options) (*os.File, bool, error) {
+	if err := refuseRawPath(device); err != nil {
+		return nil, false, err
+	}
 	fi, err := os.Stat(device)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -301,33 +300,20 @@ func openTarget(device, image, bmap string, o options) (*os.File, bool, error) {
 				return nil, false, fmt.Errorf("device %s: is the input %s", device, in)
 			}
 		}
-	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
-		st := fi.Sys().(*syscall.Stat_t)
-		if !o.force {
-			if err := checkDevice(o.sys, device, unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))); err != nil {
-				return nil, false, err
-			}
-		}
-		f, err := os.OpenFile(device, os.O_RDWR|unix.O_EXCL|unix.O_NOCTTY, 0)
+	case isDevice(fi.Mode()):
+		f, err := openDevice(device, fi, o)
 		if err != nil {
-			if errors.Is(err, unix.EBUSY) {
-				return nil, false, fmt.Errorf("device %s: %w: the kernel refuses to share it (a filesystem on it is mounted)", device, ErrMounted)
-			}
-			return nil, false, fmt.Errorf("device %s: %w", device, err)
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			f.Close()
-			return nil, false, fmt.Errorf("device %s: %w", device, disk.ErrBusy)
+			return nil, false, err
 		}
 		return f, true, nil
 	default:
 		return nil, false, fmt.Errorf("device %s: not a block device or regular file", device)
 	}
-	f, err := os.OpenFile(device, os.O_RDWR|os.O_CREATE|unix.O_NOCTTY|unix.O_NONBLOCK, 0o644)
+	f, err := os.OpenFile(device, os.O_RDWR|os.O_CREATE|openNoBlock, 0o644)
 	if err != nil {
 		return nil, false, fmt.Errorf("device %s: %w", device, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := tryLock(f); err != nil {
 		f.Close()
 		return nil, false, fmt.Errorf("device %s: %w", device, disk.ErrBusy)
 	}
@@ -336,22 +322,6 @@ func openTarget(device, image, bmap string, o options) (*os.File, bool, error) {
 		return nil, false, fmt.Errorf("device %s: %w", device, err)
 	}
 	return f, false, nil
-}
-
-// dropCache makes the next reads of f come from the device: cached pages are written (f was synced) and
-// dropped.
-func dropCache(f *os.File, isDev bool) (string, error) {
-	fd := int(f.Fd())
-	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
-		return "", err
-	}
-	if isDev {
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKFLSBUF, 0); e != 0 {
-			return "", e
-		}
-		return "fsync, fadvise DONTNEED and BLKFLSBUF", nil
-	}
-	return "fsync and fadvise DONTNEED", nil
 }
 
 // verify reads the spans back from f and compares their hashes with those taken while writing.

@@ -100,6 +100,9 @@ var (
 	ErrMounted   = errors.New("mounted")
 	ErrSystem    = errors.New("holds the running system")
 	ErrFixedDisk = errors.New("not removable")
+	// ErrUnchecked means the device could not be checked at all: the checks read Linux's sysfs and mount
+	// table, so on other systems every device needs WithForce.
+	ErrUnchecked = errors.New("cannot be checked on this system")
 )
 
 // checkDevice refuses the block device path (numbered major:minor) when the disk it is on, or one of its

@@ -9,8 +9,6 @@ import (
 	"hash"
 	"io"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // writer streams image bytes to the target in three stages running side by side: a producer (reading or
@@ -146,7 +144,7 @@ func (w *writer) write(b batch) error {
 			return fmt.Errorf("device %s: write at %d: %w", w.dev, p.off, err)
 		}
 		if w.limit > 0 {
-			_ = unix.SyncFileRange(int(w.out.Fd()), p.off, n, unix.SYNC_FILE_RANGE_WRITE)
+			startWriteback(w.out, p.off, n)
 		}
 		w.written += n
 	}

@@ -91,6 +91,10 @@ func Open(path string, writable bool) (*File, error) {
 	return d, nil
 }
 
+// DeviceSize returns the size in bytes and the logical sector size of the disk device open as f (BLKGETSIZE64
+// and BLKSSZGET on Linux, DKIOCGETBLOCKCOUNT and DKIOCGETBLOCKSIZE on macOS; an error elsewhere).
+func DeviceSize(f *os.File) (int64, int, error) { return deviceGeometry(f) }
+
 // Create creates (or truncates) a sparse image file of the given size.
 func Create(path string, size int64) (*File, error) {
 	if size <= 0 {
