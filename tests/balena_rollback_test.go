@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,99 +44,157 @@ func TestBalenaRollbackServices(t *testing.T) {
 		uppers[dev] = filepath.Join(t.TempDir(), "upper-"+dev)
 		run(t, filepath.Join(h, "mk-upper.sh"), uppers[dev], dev)
 	}
-	for _, dt := range []struct {
-		name, deviceType, dev string
-		efi                   bool
-		// envFile is the file balena's bootloader counts boots in ("" for U-Boot and balena's bootloader).
-		envFile string
-		// scenarios to run: every one for legacy GRUB, fewer for the others, to keep the test short (each
-		// harness run mounts and copies a whole boot partition). Those that run balena's hooks are left
-		// out for balena's bootloader: the harness has only U-Boot's hooks for Raspberry Pis.
-		scenarios []string
-	}{
-		{"grub-legacy", "genericx86-64-ext", "x86", false, "/grub/grubenv", []string{"healthy", "unhealthy", "fallback-balena", "fallback-hostos"}},
-		// Not "unhealthy" on EFI: the harness emulates EFI firmware in its own /sys only, and balena's
-		// failing-health path mounts a fresh sysfs for the old OS, whose 99-resin-grub then takes the legacy
-		// path and deletes /EFI with the environment in it (on a real EFI board it sees the firmware).
-		{"grub-efi", "generic-amd64-efi", "x86", true, "/EFI/BOOT/grubenv", []string{"healthy", "fallback-balena"}},
-		{"u-boot", "raspberrypi4-64", "rpi", false, "", []string{"unhealthy"}},
-		{"balena-bootloader", "raspberrypi5", "rpi", false, "", []string{"healthy", "fallback-hostos"}},
+	// The harness shows EFI firmware (/sys/firmware/efi) in its chroot's /sys only; balena's failing-health
+	// path mounts a fresh sysfs for the old OS, which on an EFI board shows the firmware too. The same
+	// emulation for every sysfs mounted in the chroot, or the old OS's 99-resin-grub takes the legacy path
+	// and deletes /EFI, environment included, as it would on a BIOS board.
+	must(t, os.WriteFile(filepath.Join(uppers["x86"], "usr/local/sbin/mount"), []byte(efiSysfsMount), 0o755))
+
+	for _, dt := range []balenaDeviceType{
+		{name: "grub-legacy", deviceType: "genericx86-64-ext", dev: "x86", envFile: "/grub/grubenv", hooks: true},
+		{name: "grub-efi", deviceType: "generic-amd64-efi", dev: "x86", efi: true, envFile: "/EFI/BOOT/grubenv", hooks: true,
+			// In the harness the old OS's 999-resin-boot-cleaner fails after 99-resin-grub switched the root
+			// and put the old boot files back: on EFI it zeroes the boot code of the disk under /mnt/boot,
+			// which here is a directory, not a partition. balena's rollback-health then records
+			// rollback-health-failed instead of rollback-health-triggered, and its rollback-stop removes
+			// that. On a device the hook finds the disk and the crumb is rollback-health-triggered.
+			unhealthyCrumbs: []string{}},
+		{name: "u-boot", deviceType: "raspberrypi4-64", dev: "rpi", hooks: true},
+		// The oracle has no 99-balena-bootloader hook (the harness installs U-Boot's for Raspberry Pis,
+		// which would write resinOS_uEnv.txt), so the orders that run balena's hooks are not started.
+		{name: "balena-bootloader", deviceType: "raspberrypi5", dev: "rpi"},
 	} {
 		t.Run(dt.name, func(t *testing.T) {
-			b := newBalenaFixture(t, dt.deviceType)
-			d := balenaDevice{t: t, h: h, upper: uppers[dt.dev], dev: dt.dev, efi: dt.efi, fx: b}
-
-			// hostos update -> balena's altboot and health, healthy: committed; then hostos updates again over
-			// what balena's rollback-stop wrote, and hostos rollback puts version 2 back.
-			if slices.Contains(dt.scenarios, "healthy") {
-				t.Run("healthy, update again, hostos rollback", func(t *testing.T) {
-					img := d.updated()
-					out := d.boot(img, bootenv.SlotB, []string{"RESIN_BOOT=" + b.resinBoot[2]}, viewCmd+"; rollback-altboot; rollback-health; "+viewCmd)
-					views := parseViews(t, out, 2)
-					d.agree(img, bootenv.SlotB, views[1], bootenv.Env{Root: bootenv.SlotB})
-					d.noCrumbs(img, bootenv.SlotB)
-
-					mustHostos(t, nil, nil, "update", "-q", b.bundle[3], "--image", img, "--booted", "B")
-					out = d.boot(img, bootenv.SlotB, nil, viewCmd)
-					d.agree(img, bootenv.SlotB, parseViews(t, out, 1)[0], bootenv.Env{Root: bootenv.SlotA, UpgradeAvailable: true})
-					d.kernel(img, 3)
-
-					mustHostos(t, nil, nil, "rollback", "--image", img, "--booted", "B")
-					out = d.boot(img, bootenv.SlotB, nil, viewCmd+"; rollback-altboot; rollback-health; "+viewCmd)
-					vs := parseViews(t, out, 2)
-					d.agree(img, bootenv.SlotB, vs[0], bootenv.Env{Root: bootenv.SlotB})
-					d.agree(img, bootenv.SlotB, vs[1], bootenv.Env{Root: bootenv.SlotB})
-					d.kernel(img, 2)
-					d.noCrumbs(img, bootenv.SlotB)
-				})
-			}
-
-			if slices.Contains(dt.scenarios, "unhealthy") {
-				// hostos update -> balena health, unhealthy: balena runs the old OS's hooks (the hostapp
-				// layout emulated) and switches back; hostos sees version 1 committed with its boot files.
-				t.Run("unhealthy", func(t *testing.T) {
-					img := d.updated()
-					out := d.boot(img, bootenv.SlotB, []string{"RESIN_BOOT=" + b.resinBoot[2], "OLD_RESIN_BOOT=" + b.resinBoot[1],
-						"ENGINE=unhealthy", "INIT_STUB=1"}, "rollback-health; "+viewCmd)
-					if !strings.Contains(out, "REBOOT requested") {
-						t.Fatalf("balena's rollback-health did not reboot:\n%s", out)
-					}
-					d.agree(img, bootenv.SlotA, parseViews(t, out, 1)[0], bootenv.Env{Root: bootenv.SlotA})
-					d.kernel(img, 1)
-					d.crumbs(img, bootenv.SlotA, update.HealthTriggered)
-				})
-			}
-
-			// hostos update -> the bootloader gives up on version 2 -> balena's rollback-altboot makes version
-			// 1 final; or hostos's rollback-altboot does, and balena agrees.
-			for _, who := range []string{"balena", "hostos"} {
-				if !slices.Contains(dt.scenarios, "fallback-"+who) {
+			d := balenaDevice{t: t, h: h, upper: uppers[dt.dev], dt: dt, fx: newBalenaFixture(t, dt.deviceType)}
+			// Every order starts from the same image: version 1, updated by hostos to version 2 (running A).
+			d.fx.updated = filepath.Join(t.TempDir(), "updated.img")
+			run(t, "cp", "--sparse=always", d.fx.img, d.fx.updated)
+			mustHostos(t, nil, nil, "update", "-q", d.fx.bundle[2], "--image", d.fx.updated)
+			d.kernel(d.fx.updated, 2)
+			// The breadcrumbs and the variables file balenaOS's hostapp-update leaves for its rollback services.
+			d.crumbs(d.fx.updated, bootenv.SlotA, update.HealthBreadcrumb, update.AltbootBreadcrumb, update.HealthVariables)
+			for _, sc := range balenaScenarios {
+				if sc.hooks && !dt.hooks {
 					continue
 				}
-				t.Run("fallback, "+who+" altboot", func(t *testing.T) {
-					img := d.updated()
-					counted := d.fallback(img, dt.envFile)
-					fellBack := bootenv.Env{Root: bootenv.SlotB, UpgradeAvailable: true, BootCount: counted}
-					var view bootenv.Env
-					if who == "balena" {
-						out := d.boot(img, bootenv.SlotA, []string{"RESIN_BOOT=" + b.resinBoot[1]}, viewCmd+"; rollback-altboot; "+viewCmd)
-						vs := parseViews(t, out, 2)
-						if vs[0] != fellBack {
-							t.Fatalf("after the fallback balena reads %+v, want %+v", vs[0], fellBack)
-						}
-						view = vs[1]
-					} else {
-						d.agree(img, bootenv.SlotA, fellBack, fellBack) // hostos's view only: balena's is checked above
-						mustHostos(t, nil, nil, "rollback-altboot", "--image", img, "--booted", "A")
-						view = parseViews(t, d.boot(img, bootenv.SlotA, nil, viewCmd), 1)[0]
-					}
-					d.agree(img, bootenv.SlotA, view, bootenv.Env{Root: bootenv.SlotA})
-					d.kernel(img, 1)
-					d.crumbs(img, bootenv.SlotA, update.AltbootTriggered)
+				t.Run(sc.name, func(t *testing.T) {
+					d := d
+					d.t = t
+					sc.run(d, d.updated())
 				})
 			}
 		})
 	}
+}
+
+// balenaDeviceType is one device type the orders run on.
+type balenaDeviceType struct {
+	name, deviceType string
+	dev              string // the harness's device kind (x86 or rpi)
+	efi              bool
+	// envFile is the grubenv balena's GRUB counts boots in (GRUB only).
+	envFile string
+	// hooks: the harness has the device's update hooks, so the orders that run them start.
+	hooks bool
+	// unhealthyCrumbs are the breadcrumbs balena's failing-health path leaves, when not
+	// rollback-health-triggered.
+	unhealthyCrumbs []string
+}
+
+// balenaScenarios are the orders of the issue's "Judged by", each on a fresh copy of the updated image.
+var balenaScenarios = []struct {
+	name  string
+	hooks bool // runs balena's update hooks
+	run   func(d balenaDevice, img string)
+}{
+	{"healthy, update again, hostos rollback", false, balenaDevice.healthy},
+	{"unhealthy", true, balenaDevice.unhealthy},
+	{"fallback, balena altboot", true, func(d balenaDevice, img string) { d.fallbackAltboot(img, "balena") }},
+	{"fallback, hostos altboot", false, func(d balenaDevice, img string) { d.fallbackAltboot(img, "hostos") }},
+}
+
+// efiSysfsMount is mount in the chroot: the real one, and on an emulated EFI board a sysfs mounted anywhere
+// shows the firmware's efi/efivars as the chroot's /sys does.
+const efiSysfsMount = `#!/bin/sh
+/usr/bin/mount "$@" || exit
+if [ "$1 $2 $3" = "-t sysfs sysfs" ] && [ -n "$4" ] && [ -d /sys/firmware/efi/efivars ]; then
+	/usr/bin/mount -t tmpfs tmpfs "$4/firmware" && mkdir -p "$4/firmware/efi/efivars"
+fi
+`
+
+// healthy: hostos update -> balena's altboot and health, healthy: committed; then hostos updates again over
+// what balena's rollback-stop wrote, and hostos rollback puts version 2 back, which balena's services see
+// as committed.
+func (d balenaDevice) healthy(img string) {
+	t, b := d.t, d.fx
+	d.powerOnTo(img, bootenv.SlotB) // the bootloader counts the first boot of version 2
+	first := bootenv.Env{Root: bootenv.SlotB, UpgradeAvailable: true, BootCount: 1}
+	d.agree(img, bootenv.SlotB, first, first) // hostos's view; balena's is the first below
+	out := d.boot(img, bootenv.SlotB, []string{"RESIN_BOOT=" + b.resinBoot[2]}, viewCmd+"; rollback-altboot; rollback-health; "+viewCmd)
+	views := parseViews(t, out, 2)
+	balenaReads(t, views[0], first)
+	d.agree(img, bootenv.SlotB, views[1], bootenv.Env{Root: bootenv.SlotB})
+	d.noCrumbs(img, bootenv.SlotB)
+	d.powerOnTo(img, bootenv.SlotB)
+
+	mustHostos(t, nil, nil, "update", "-q", b.bundle[3], "--image", img, "--booted", "B")
+	out = d.boot(img, bootenv.SlotB, nil, viewCmd)
+	d.agree(img, bootenv.SlotB, parseViews(t, out, 1)[0], bootenv.Env{Root: bootenv.SlotA, UpgradeAvailable: true})
+	d.kernel(img, 3)
+	d.crumbs(img, bootenv.SlotB, update.HealthBreadcrumb, update.AltbootBreadcrumb, update.HealthVariables)
+
+	mustHostos(t, nil, nil, "rollback", "--image", img, "--booted", "B")
+	out = d.boot(img, bootenv.SlotB, nil, viewCmd+"; rollback-altboot; rollback-health; "+viewCmd)
+	vs := parseViews(t, out, 2)
+	d.agree(img, bootenv.SlotB, vs[0], bootenv.Env{Root: bootenv.SlotB})
+	d.agree(img, bootenv.SlotB, vs[1], bootenv.Env{Root: bootenv.SlotB})
+	d.kernel(img, 2)
+	d.noCrumbs(img, bootenv.SlotB)
+	d.powerOnTo(img, bootenv.SlotB)
+}
+
+// unhealthy: hostos update -> balena health, unhealthy: balena runs the old OS's hooks (the hostapp layout
+// emulated) and switches back; hostos sees version 1 committed with its boot files.
+func (d balenaDevice) unhealthy(img string) {
+	t, b := d.t, d.fx
+	out := d.boot(img, bootenv.SlotB, []string{"RESIN_BOOT=" + b.resinBoot[2], "OLD_RESIN_BOOT=" + b.resinBoot[1],
+		"ENGINE=unhealthy", "INIT_STUB=1"}, "rollback-health; "+viewCmd)
+	if !strings.Contains(out, "REBOOT requested") {
+		t.Fatalf("balena's rollback-health did not reboot:\n%s", out)
+	}
+	d.agree(img, bootenv.SlotA, parseViews(t, out, 1)[0], bootenv.Env{Root: bootenv.SlotA})
+	d.kernel(img, 1)
+	if d.dt.unhealthyCrumbs != nil {
+		d.crumbs(img, bootenv.SlotA, d.dt.unhealthyCrumbs...)
+	} else {
+		d.crumbs(img, bootenv.SlotA, update.HealthTriggered)
+	}
+	// The device boots version 1 from now on.
+	d.powerOnTo(img, bootenv.SlotA)
+}
+
+// fallbackAltboot: hostos update -> the bootloader gives up on version 2 -> balena's rollback-altboot makes
+// version 1 final; or hostos's rollback-altboot does, and balena agrees.
+func (d balenaDevice) fallbackAltboot(img, who string) {
+	t, b := d.t, d.fx
+	counted := d.fallback(img)
+	fellBack := bootenv.Env{Root: bootenv.SlotB, UpgradeAvailable: true, BootCount: counted}
+	var view bootenv.Env
+	if who == "balena" {
+		out := d.boot(img, bootenv.SlotA, []string{"RESIN_BOOT=" + b.resinBoot[1]}, viewCmd+"; rollback-altboot; "+viewCmd)
+		vs := parseViews(t, out, 2)
+		balenaReads(t, vs[0], fellBack)
+		view = vs[1]
+	} else {
+		d.agree(img, bootenv.SlotA, fellBack, fellBack) // hostos's view only: balena's is checked below
+		balenaReads(t, parseViews(t, d.boot(img, bootenv.SlotA, nil, viewCmd), 1)[0], fellBack)
+		mustHostos(t, nil, nil, "rollback-altboot", "--image", img, "--booted", "A")
+		view = parseViews(t, d.boot(img, bootenv.SlotA, nil, viewCmd), 1)[0]
+	}
+	d.agree(img, bootenv.SlotA, view, bootenv.Env{Root: bootenv.SlotA})
+	d.kernel(img, 1)
+	d.crumbs(img, bootenv.SlotA, update.AltbootTriggered)
+	d.powerOnTo(img, bootenv.SlotA)
 }
 
 // viewCmd prints what balena's rollback-parse-bootloader finds (the root and upgrade_available) and the
@@ -198,6 +257,7 @@ func parseViews(t *testing.T, out string, n int) []bootenv.Env {
 // install from the running OS).
 type balenaFixture struct {
 	img       string
+	updated   string // img updated by hostos to version 2
 	bundle    map[int]string
 	resinBoot map[int]string
 	kernel    map[int]string
@@ -241,7 +301,11 @@ files = ["kernel-1:/kernel"]
 	}
 	// /resin-boot of each version: its boot files, and for legacy GRUB the boot code balena's 99-resin-grub
 	// compares with the disk's (here the image's own first sectors, so that it writes nothing there).
-	mbr, err := os.ReadFile(f.img)
+	mbr := make([]byte, 1024)
+	img, err := os.Open(f.img)
+	must(t, err)
+	_, err = io.ReadFull(img, mbr)
+	img.Close()
 	must(t, err)
 	for v := 1; v <= 2; v++ {
 		rb := filepath.Join(dir, fmt.Sprintf("resin-boot-%d", v))
@@ -266,18 +330,14 @@ files = ["kernel-1:/kernel"]
 type balenaDevice struct {
 	t        *testing.T
 	h, upper string
-	dev      string
-	efi      bool
+	dt       balenaDeviceType
 	fx       balenaFixture
 }
 
-// updated is a copy of the version 1 image that hostos updated to version 2 (running slot A).
+// updated is a copy of the image hostos updated to version 2 (running slot A).
 func (d balenaDevice) updated() string {
-	t := d.t
-	img := filepath.Join(t.TempDir(), "disk.img")
-	run(t, "cp", "--sparse=always", d.fx.img, img)
-	mustHostos(t, nil, nil, "update", "-q", d.fx.bundle[2], "--image", img)
-	d.kernel(img, 2)
+	img := filepath.Join(d.t.TempDir(), "disk.img")
+	run(d.t, "cp", "--sparse=always", d.fx.updated, img)
 	return img
 }
 
@@ -287,11 +347,16 @@ func (d balenaDevice) boot(img string, booted bootenv.Slot, env []string, cmd st
 	t.Helper()
 	c := exec.Command(filepath.Join(d.h, "boot.sh"), cmd)
 	efi := "0"
-	if d.efi {
+	if d.dt.efi {
 		efi = "1"
 	}
-	c.Env = append(append(os.Environ(), "IMG="+img, "BOOTED="+string(booted), "DEV="+d.dev, "UPPER="+d.upper, "EFI="+efi,
-		"TMPDIR="+t.TempDir()), env...)
+	// The harness names its directories in overlayfs mount options, which cannot hold the commas of a
+	// subtest's TempDir.
+	tmp, err := os.MkdirTemp("", "balena-harness-")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	c.Env = append(append(os.Environ(), "IMG="+img, "BOOTED="+string(booted), "DEV="+d.dt.dev, "UPPER="+d.upper, "EFI="+efi,
+		"TMPDIR="+tmp), env...)
 	out, err := c.CombinedOutput()
 	if err != nil {
 		t.Fatalf("harness boot.sh: %v\n%s", err, out)
@@ -299,28 +364,59 @@ func (d balenaDevice) boot(img string, booted bootenv.Slot, env []string, cmd st
 	return string(out)
 }
 
-// fallback powers the device on through the bootloader's counting until it boots slot A again, and
-// returns the bootcount it leaves.
-func (d balenaDevice) fallback(img, envFile string) int {
+// powerOn is one power-on through the bootloader's boot counting, as the oracle's harness models GRUB's
+// and U-Boot's (hostos's bootsim balena's bootloader, which the harness does not model); it returns the
+// root booted.
+func (d balenaDevice) powerOn(img string) bootenv.Slot {
 	t := d.t
 	t.Helper()
-	backend := status(t, img, bootenv.SlotA).Backend
-	for i := 0; i < 6; i++ {
-		back := false
-		switch backend {
-		case "grub":
-			back = strings.Contains(run(t, filepath.Join(d.h, "grub-boot.sh"), img, envFile), "boots root A")
-		case "u-boot":
-			back = strings.Contains(run(t, filepath.Join(d.h, "uboot-boot.sh"), img), "(root A)")
-		default: // the harness has no model of balena's bootloader: hostos's (package bootsim)
-			back = powerOn(t, img) == bootenv.SlotA
-		}
-		if back {
+	var out string
+	switch status(t, img, bootenv.SlotA).Backend {
+	case "grub":
+		out = run(t, filepath.Join(d.h, "grub-boot.sh"), img, d.dt.envFile)
+	case "u-boot":
+		out = run(t, filepath.Join(d.h, "uboot-boot.sh"), img)
+	default:
+		return powerOn(t, img)
+	}
+	switch {
+	case strings.Contains(out, "boots root A"), strings.Contains(out, "(root A)"):
+		return bootenv.SlotA
+	case strings.Contains(out, "boots root B"), strings.Contains(out, "(root B)"):
+		return bootenv.SlotB
+	}
+	t.Fatalf("the bootloader model booted no root:\n%s", out)
+	return ""
+}
+
+// powerOnTo wants the next power-on to boot slot want.
+func (d balenaDevice) powerOnTo(img string, want bootenv.Slot) {
+	d.t.Helper()
+	if got := d.powerOn(img); got != want {
+		d.t.Fatalf("the bootloader boots %s, want %s", got, want)
+	}
+}
+
+// fallback powers the device on through the bootloader's counting until it boots slot A again, and
+// returns the bootcount it leaves.
+func (d balenaDevice) fallback(img string) int {
+	t := d.t
+	t.Helper()
+	for range 6 {
+		if d.powerOn(img) == bootenv.SlotA {
 			return status(t, img, bootenv.SlotA).Env.BootCount
 		}
 	}
 	t.Fatalf("the bootloader never fell back to slot A")
 	return 0
+}
+
+// balenaReads wants balena's view to be want.
+func balenaReads(t *testing.T, view, want bootenv.Env) {
+	t.Helper()
+	if view != want {
+		t.Fatalf("balena reads %+v, want %+v", view, want)
+	}
 }
 
 // agree wants hostos status (slot booted running) and balena's view to be want.
