@@ -16,7 +16,7 @@ func newReleaseCmd() *cobra.Command {
 		Short: "From a balena project folder to the images of a release, for one device type",
 	}
 	cmd.AddCommand(newReleaseRenderCmd())
-	// build and preload subcommands are added here.
+	cmd.AddCommand(newReleaseBuildCmd(), newReleasePreloadCmd())
 	return cmd
 }
 

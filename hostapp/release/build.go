@@ -289,7 +289,7 @@ type ImageBuild struct {
 }
 
 // tailLines is how many of the builder's last lines a failed build's error carries.
-const tailLines = 10
+const tailLines = 6
 
 // Build builds b with BuildKit, passing the builder's output to out line by line, and returns the
 // image id. A failed build's error carries the builder's last lines.
@@ -325,7 +325,7 @@ func (d *Docker) Build(ctx context.Context, b ImageBuild, out func(line string))
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		return "", fmt.Errorf("docker build failed (%v):\n%s", err, strings.Join(lw.tail, "\n"))
+		return "", fmt.Errorf("docker build failed (%v): %s", err, strings.Join(lw.tail, " | "))
 	}
 	id, err := os.ReadFile(iid.Name())
 	if err != nil || len(bytes.TrimSpace(id)) == 0 {
@@ -410,11 +410,17 @@ func (w *lineWriter) line(s string) {
 	if w.out != nil {
 		w.out(s)
 	}
-	w.tail = append(w.tail, s)
+	if noise.MatchString(s) {
+		return
+	}
+	w.tail = append(w.tail, strings.TrimSpace(s))
 	if len(w.tail) > tailLines {
 		w.tail = w.tail[len(w.tail)-tailLines:]
 	}
 }
+
+// noise are the builder's lines a failed build's error leaves out: step digests, timings, rules.
+var noise = regexp.MustCompile(`^#\d+ (sha256:[0-9a-f]+|DONE .*|CACHED|transferring .*)$|^-+$`)
 
 // NeedsEmulation tells whether a Dockerfile runs commands in the image being built (a RUN instruction
 // in any stage) and so needs the target architecture's emulation on a foreign host. A Dockerfile whose

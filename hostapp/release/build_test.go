@@ -109,9 +109,10 @@ func TestLineWriter(t *testing.T) {
 	for i := 0; i < 3*tailLines; i++ {
 		w.Write([]byte("x\n"))
 	}
-	w.Write([]byte("error: failed to solve\n"))
-	if len(w.tail) != tailLines || w.tail[tailLines-1] != "error: failed to solve" {
-		t.Errorf("tail %q", w.tail)
+	w.Write([]byte("#4 [1/1] COPY nope /x\n#4 sha256:9bb0385edaa57a72\n#4 ERROR: \"/nope\" not found: not found\n------\n > [1/1] COPY nope /x:\n------\nerror: failed to solve\n#5 DONE 0.0s\n"))
+	want = []string{"x", "x", "#4 [1/1] COPY nope /x", `#4 ERROR: "/nope" not found: not found`, "> [1/1] COPY nope /x:", "error: failed to solve"}
+	if strings.Join(w.tail, "|") != strings.Join(want, "|") {
+		t.Errorf("tail %q, want %q", w.tail, want)
 	}
 }
 
