@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -36,7 +37,7 @@ type BuildOptions struct {
 	// Docker is the docker CLI to build with; "" picks the first docker on PATH that can drive
 	// BuildKit (see FindDocker). The daemon is the one DOCKER_HOST names, as the CLI itself decides.
 	Docker string
-	// Tag is the image name prefix: service s is tagged TAG/s (default DefaultTag).
+	// Tag is the image name prefix: service s is tagged TAG/s:latest, s in lowercase (default DefaultTag).
 	Tag string
 	// OutDir receives one docker save archive per built service, SERVICE.tar; it is created if missing.
 	OutDir string
@@ -99,7 +100,7 @@ func Build(ctx context.Context, r *Rendered, o BuildOptions) (*Built, error) {
 			logf(fmt.Sprintf("service %s: image %s, not built (preload reads it from its registry)", s.Name, s.Image))
 			continue
 		}
-		if _, err := ParseTag(o.Tag + "/" + s.Name); err != nil {
+		if _, err := ParseTag(o.Tag + "/" + strings.ToLower(s.Name)); err != nil {
 			return nil, fmt.Errorf("service %s: %w", s.Name, err)
 		}
 		builds = append(builds, s)
@@ -129,7 +130,7 @@ func Build(ctx context.Context, r *Rendered, o BuildOptions) (*Built, error) {
 				return nil, fmt.Errorf("service %s: %w", s.Name, err)
 			}
 		}
-		ref := o.Tag + "/" + s.Name + ":latest"
+		ref := o.Tag + "/" + strings.ToLower(s.Name) + ":latest"
 		logf(fmt.Sprintf("service %s: building %s for %s with %s", s.Name, ref, plat, d))
 		out := func(line string) {
 			if o.Output != nil {
@@ -226,8 +227,13 @@ func FindDocker(ctx context.Context, path string) (*Docker, error) {
 
 const installHint = "install the docker buildx plugin (docker-buildx-plugin, or docker-buildx on Debian) or Debian's docker.io, or name a CLI with --docker or HOSTOS_DOCKER"
 
+// probeTimeout bounds each question probeDocker asks a CLI (docker version may wait for a daemon).
+const probeTimeout = 30 * time.Second
+
 // probeDocker says whether the CLI at p can drive BuildKit, and if not why.
 func probeDocker(ctx context.Context, p string) (*Docker, string) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
 	// The client's version is printed even when no daemon answers.
 	out, _ := exec.CommandContext(ctx, p, "version", "--format", "{{.Client.Version}}").Output()
 	version := strings.TrimSpace(string(out))

@@ -164,3 +164,33 @@ func writeOK(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestBuildBeforeDocker: what Build decides before it asks docker anything.
+func TestBuildBeforeDocker(t *testing.T) {
+	ctx := t.Context()
+	out := t.TempDir()
+	pulled := &Rendered{Arch: "aarch64", Services: []Service{{Name: "db", Image: "redis:7"}}}
+	b, err := Build(ctx, pulled, BuildOptions{OutDir: out, Docker: "/nonexistent/docker"})
+	if err != nil || b.Platform != "linux/arm64" || len(b.Images) != 0 || len(b.Pulled) != 1 {
+		t.Errorf("image-only release: %+v, %v", b, err)
+	}
+	svc := []Service{{Name: "Web", Context: t.TempDir(), Dockerfile: "Dockerfile"}}
+	for _, tc := range []struct {
+		name string
+		r    *Rendered
+		o    BuildOptions
+		want string
+	}{
+		{"no output directory", &Rendered{Arch: "amd64", Services: svc}, BuildOptions{}, "output directory"},
+		{"an architecture without a platform", &Rendered{Arch: "sparc", Services: svc}, BuildOptions{OutDir: out}, "sparc"},
+		{"a bad tag", &Rendered{Arch: "amd64", Services: svc}, BuildOptions{OutDir: out, Tag: "My App"}, "My App/web"},
+		{"no such docker", &Rendered{Arch: "amd64", Services: svc}, BuildOptions{OutDir: out, Docker: "/nonexistent/docker"}, "/nonexistent/docker"},
+	} {
+		if _, err := Build(ctx, tc.r, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+	if es, _ := os.ReadDir(out); len(es) != 0 {
+		t.Errorf("output directory holds %d entries after refusals", len(es))
+	}
+}
