@@ -8,8 +8,6 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/ext4"
@@ -77,7 +75,7 @@ func zeroRange(d *disk.File, off, n int64) error {
 		return err
 	}
 	defer f.Close()
-	if unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n) == nil {
+	if disk.PunchHole(f, off, n) == nil {
 		return nil
 	}
 	_, err = f.WriteAt(make([]byte, n), off)

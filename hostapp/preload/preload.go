@@ -15,7 +15,6 @@ import (
 
 	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/config/apps"
@@ -681,11 +680,11 @@ func layOut(staging string, fa *facts, appsBytes []byte, stamp time.Time) ([]tre
 		if err := os.Chtimes(filepath.Join(staging, filepath.FromSlash(p)), stamp, stamp); err != nil {
 			return fmt.Errorf("staging %s: %w", p, err)
 		}
-		var st unix.Stat_t
-		if err := unix.Lstat(filepath.Join(staging, filepath.FromSlash(p)), &st); err != nil {
+		root, err := tree.OwnedByRoot(filepath.Join(staging, filepath.FromSlash(p)))
+		if err != nil {
 			return fmt.Errorf("staging %s: %w", p, err)
 		}
-		if st.Uid != 0 || st.Gid != 0 {
+		if !root {
 			fixups = append(fixups, tree.Fixup{Op: tree.OpOwner, Path: p})
 		}
 		return nil

@@ -22,3 +22,9 @@ func cfrUnsupported(err error) bool {
 	return errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) ||
 		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
 }
+
+// PunchHole deallocates bytes [off, off+n) of f, which then read as zeros; the size stays
+// (fallocate PUNCH_HOLE|KEEP_SIZE). Callers write zeros instead when it fails.
+func PunchHole(f *os.File, off, n int64) error {
+	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+}

@@ -5,8 +5,5 @@ import (
 	"time"
 )
 
-// ownedByRoot: Windows files have no Unix owner; writing an engine store needs Linux (see unpack_other.go).
-func ownedByRoot(string) (bool, error) { return false, errors.ErrUnsupported }
-
-// setTimesNoFollow: see ownedByRoot.
+// setTimesNoFollow: writing an engine store needs Linux (see unpack_other.go).
 func setTimesNoFollow(string, time.Time) error { return errors.ErrUnsupported }

@@ -117,7 +117,7 @@ func (st *store) fsPath(rel string) string {
 
 // own records that the store path rel, created by this process, belongs to root.
 func (st *store) own(rel string) error {
-	root, err := ownedByRoot(st.host(rel))
+	root, err := tree.OwnedByRoot(st.host(rel))
 	if err != nil {
 		return fmt.Errorf("engine store %s: %w", st.fsPath(rel), err)
 	}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/hostos/hostos/partition/disk"
 )
 
 // Superblock fields CopyImage reads.
@@ -85,7 +87,7 @@ func CopyImage(ctx context.Context, img string, off, size int64, srcImage, label
 		}
 		at := off + done
 		if bytes.Equal(chunk, zero[:len(chunk)]) &&
-			punchHole(dst, at, int64(len(chunk))) == nil {
+			disk.PunchHole(dst, at, int64(len(chunk))) == nil {
 			done += int64(len(chunk))
 			continue
 		}

@@ -4,6 +4,7 @@ package tree
 
 import (
 	"io/fs"
+	"os"
 	"syscall"
 )
 
@@ -23,4 +24,15 @@ func ownerPerm(info fs.FileInfo) (uid, gid, perm uint32, ok bool) {
 		return 0, 0, 0, false
 	}
 	return st.Uid, st.Gid, uint32(st.Mode) & 0o7777, true
+}
+
+// OwnedByRoot tells whether the path p (not followed) belongs to 0:0, for callers listing the owner
+// fixups of what they staged.
+func OwnedByRoot(p string) (bool, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return false, err
+	}
+	uid, gid, _, ok := ownerPerm(fi)
+	return ok && uid == 0 && gid == 0, nil
 }

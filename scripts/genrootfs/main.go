@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command genrootfs writes a deterministic stand-in for a Linux root filesystem
 // (and optionally a boot deploy directory) for benchmarks and tests.
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package containertest starts a real registry server for tests: Debian's docker-registry on 127.0.0.1
 // with htpasswd authentication and TLS from a CA made for the test.
 package containertest

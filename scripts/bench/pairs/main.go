@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command pairs times two commands pair by pair (A then B, B then A, in turn) and prints the median of
 // the per-pair ratios A/B with their minimum and maximum, so that a machine whose speed drifts within
 // seconds cannot fake a win or a loss. Every bench script uses it for its comparisons.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command guest is the userland of the QEMU end-to-end test (tests/e2e): one static binary that is both the
 // initramfs's /init (stage 1: load the kernel modules, mount the root partition GRUB chose, by its position
 // on the boot disk, and switch to it) and the test root filesystem's /sbin/hostos-init (stage 2: run
