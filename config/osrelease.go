@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode"
 )
 
-var osReleaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var osReleaseName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
 
 // ParseOSRelease reads an os-release file (os-release(5)): KEY=value lines with shell quoting. Values
 // may be unquoted (backslash escapes the next character), in double quotes (backslash escapes
@@ -23,7 +24,7 @@ func ParseOSRelease(data []byte) map[string]string {
 			continue
 		}
 		name, raw, ok := strings.Cut(line, "=")
-		if !ok || !osReleaseName.MatchString(name) {
+		if !ok || !osReleaseName().MatchString(name) {
 			continue
 		}
 		value, ok := unquoteShell(raw)
@@ -105,7 +106,7 @@ func OSRelease(fields ...OSReleaseField) ([]byte, error) {
 	var b bytes.Buffer
 	seen := make(map[string]bool, len(fields))
 	for _, f := range fields {
-		if !osReleaseName.MatchString(f.Key) {
+		if !osReleaseName().MatchString(f.Key) {
 			return nil, fmt.Errorf("os-release key %q is not a variable name", f.Key)
 		}
 		if seen[f.Key] {

@@ -3,6 +3,7 @@ package config
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Redacted replaces secret values in the output of Redact.
@@ -33,7 +34,9 @@ var SecretKeys = []string{
 
 // secretPattern matches key names that look like secrets at any depth: anything named like a key,
 // token, secret, password, passphrase, Wi-Fi psk, credential or private key.
-var secretPattern = regexp.MustCompile(`(?i)key|token|secret|passw|passphrase|psk|credential|private`)
+var secretPattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)key|token|secret|passw|passphrase|psk|credential|private`)
+})
 
 // publicKeys are names the pattern matches that hold public data, shown so that they can be checked:
 // os.sshKeys are OpenSSH public keys.
@@ -46,7 +49,7 @@ func IsSecretKey(name string) bool {
 			return true
 		}
 	}
-	return secretPattern.MatchString(name) && !publicKeys[name]
+	return secretPattern().MatchString(name) && !publicKeys[name]
 }
 
 // Redact returns a copy of c safe to print: every value under a secret key (IsSecretKey), at any depth

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -175,11 +176,11 @@ func udevRulesSetting(v any) (any, error) {
 	return v, nil
 }
 
-var udevRuleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var udevRuleName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`) })
 
 // CheckUdevRuleName checks the name of an os.udevRules entry (the device writes it as NAME.rules).
 func CheckUdevRuleName(name string) error {
-	if !udevRuleName.MatchString(name) {
+	if !udevRuleName().MatchString(name) {
 		return fmt.Errorf("udev rule name %q: use letters, digits, '.', '_' and '-', as in 64-usb", name)
 	}
 	return nil

@@ -6,16 +6,17 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf16"
 )
 
 // The supervisor's name rules (src/types/basic.ts).
 var (
-	dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-	envNameRE    = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-	configNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_:]*$`)
-	labelNameRE  = regexp.MustCompile("^[!#-&(-_a-~]+$")
-	numericRE    = regexp.MustCompile(`^\s*[0-9]+(\.0*)?\s*$`)
+	dockerNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`) })
+	envNameRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`) })
+	configNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_:]*$`) })
+	labelNameRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^[!#-&(-_a-~]+$") })
+	numericRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s*[0-9]+(\.0*)?\s*$`) })
 )
 
 // shortString is the supervisor's ShortString: at most 255 UTF-16 code units, as JavaScript counts.
@@ -29,7 +30,7 @@ func shortString(s string) bool {
 // The error is the first problem in key order, naming its path.
 func (f *File) Validate() error {
 	for _, k := range sorted(f.Config) {
-		if !shortString(k) || !configNameRE.MatchString(k) {
+		if !shortString(k) || !configNameRE().MatchString(k) {
 			return fmt.Errorf("apps.json: config %q: a name starts with a letter or _ and has only letters, digits, _ and :", k)
 		}
 	}
@@ -40,7 +41,7 @@ func (f *File) Validate() error {
 		if !shortString(uuid) {
 			return fmt.Errorf("%s: an app uuid has at most 255 characters", at)
 		}
-		if numericRE.MatchString(uuid) {
+		if numericRE().MatchString(uuid) {
 			return fmt.Errorf("%s: a numeric app key makes the supervisor read the file as v2; use the app uuid", at)
 		}
 		if a.ID < 0 {
@@ -86,7 +87,7 @@ func validateRelease(at, commit string, r AppRelease) error {
 		keys []string
 	}{{"services", sorted(r.Services)}, {"volumes", sorted(r.Volumes)}, {"networks", sorted(r.Networks)}} {
 		for _, k := range what.keys {
-			if !shortString(k) || !dockerNameRE.MatchString(k) {
+			if !shortString(k) || !dockerNameRE().MatchString(k) {
 				return fmt.Errorf("%s.%s[%q]: a name starts with a letter or digit and has only letters, digits, _ . and -", at, what.name, k)
 			}
 		}
@@ -107,12 +108,12 @@ func validateRelease(at, commit string, r AppRelease) error {
 			return fmt.Errorf("%s.image: empty", sat)
 		}
 		for _, k := range sorted(s.Environment) {
-			if !shortString(k) || !envNameRE.MatchString(k) {
+			if !shortString(k) || !envNameRE().MatchString(k) {
 				return fmt.Errorf("%s.environment[%q]: a name starts with a letter or _ and has only letters, digits and _", sat, k)
 			}
 		}
 		for _, k := range sorted(s.Labels) {
-			if !shortString(k) || !labelNameRE.MatchString(k) {
+			if !shortString(k) || !labelNameRE().MatchString(k) {
 				return fmt.Errorf("%s.labels[%q]: a label name is printable ASCII without space, quotes or backtick", sat, k)
 			}
 		}

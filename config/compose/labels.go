@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Features are the io.balena.features.* labels of a service: what the supervisor mounts or sets in the
@@ -108,9 +109,9 @@ var requirements = map[string]string{
 }
 
 var (
-	labelKeyRE = regexp.MustCompile("^[!#-&(-_a-~]+$")
+	labelKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^[!#-&(-_a-~]+$") })
 	// rangeRE accepts what a node-semver range is made of; the supervisor evaluates it.
-	rangeRE = regexp.MustCompile(`^[0-9A-Za-z.*xX^~<>=|\- +]+$`)
+	rangeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9A-Za-z.*xX^~<>=|\- +]+$`) })
 )
 
 // normalLabel spells a legacy io.resin.* label as the supervisor reads it (every "resin" becomes "balena").
@@ -137,7 +138,7 @@ func (p *parser) labels(s *Service) error {
 	for _, key := range sortedKeys(s.Labels) {
 		value := s.Labels[key]
 		at := path + "." + key
-		if len(key) > 255 || !labelKeyRE.MatchString(key) {
+		if len(key) > 255 || !labelKeyRE().MatchString(key) {
 			return p.errorf(at, "service %s: label %q: a label name is 1 to 255 printable ASCII characters without space, quotes or backtick", s.Name, key)
 		}
 		name := normalLabel(key)
@@ -217,7 +218,7 @@ func checkRequirement(kind, value string) error {
 		}
 		return fmt.Errorf("%q is not an architecture (aarch64, rpi, amd64, armv7hf, i386)", value)
 	case "range":
-		if strings.TrimSpace(value) == "" || !rangeRE.MatchString(value) {
+		if strings.TrimSpace(value) == "" || !rangeRE().MatchString(value) {
 			return fmt.Errorf("%q is not a semver range", value)
 		}
 	case "slug":
@@ -231,7 +232,7 @@ func checkRequirement(kind, value string) error {
 // otherLabels warns about the reserved io.balena.private namespace in a volume's or a network's labels.
 func (p *parser) otherLabels(path, what string, labels map[string]string) error {
 	for _, key := range sortedKeys(labels) {
-		if len(key) > 255 || !labelKeyRE.MatchString(key) {
+		if len(key) > 255 || !labelKeyRE().MatchString(key) {
 			return p.errorf(path+"."+key, "%s: label %q: a label name is 1 to 255 printable ASCII characters without space, quotes or backtick", what, key)
 		}
 		if strings.HasPrefix(normalLabel(key), "io.balena.private") {

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/template"
@@ -364,7 +365,7 @@ func (p *parser) precheck() error {
 // maxPorts bounds the ports of a service, ranges expanded (compose-go expands them one by one).
 const maxPorts = 1024
 
-var portRangeRE = regexp.MustCompile(`(\d+)-(\d+)`)
+var portRangeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(\d+)-(\d+)`) })
 
 // portCount counts the ports a service's raw ports: entry publishes, ranges expanded.
 func portCount(ports any) int {
@@ -379,7 +380,7 @@ func portCount(ports any) int {
 			spec = fmt.Sprint(e)
 		}
 		n := 1
-		for _, m := range portRangeRE.FindAllStringSubmatch(spec, -1) {
+		for _, m := range portRangeRE().FindAllStringSubmatch(spec, -1) {
 			lo, err1 := strconv.Atoi(m[1])
 			hi, err2 := strconv.Atoi(m[2])
 			if err1 != nil || err2 != nil {
@@ -397,14 +398,16 @@ func portCount(ports any) int {
 	return total
 }
 
-var modelPath = regexp.MustCompile(`(?:services|volumes|networks)(?:\.[A-Za-z0-9_.\-\[\]]+)?`)
+var modelPath = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?:services|volumes|networks)(?:\.[A-Za-z0-9_.\-\[\]]+)?`)
+})
 
 // loaderError turns compose-go's error into one line, with the line of the path it names when the file
 // spells it out.
 func (p *parser) loaderError(err error) error {
 	msg := oneLine(err.Error())
 	msg = strings.TrimPrefix(msg, "validating "+p.opts.name+": ")
-	if m := modelPath.FindString(msg); m != "" {
+	if m := modelPath().FindString(msg); m != "" {
 		path := strings.NewReplacer("[", ".", "]", "").Replace(m)
 		if line := p.line(path); line > 0 {
 			return fmt.Errorf("%s:%d: %s", p.opts.name, line, msg)

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Project is a release's compose file: its services (sorted by name), named volumes and networks.
@@ -101,9 +102,9 @@ type Network struct {
 }
 
 var (
-	dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-	envNameRE    = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-	profileRE    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+	dockerNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`) })
+	envNameRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`) })
+	profileRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`) })
 )
 
 // deniedFields are compose service fields balena's builder refuses.
@@ -206,7 +207,7 @@ func (p *parser) project(model map[string]any) (*Project, error) {
 func (p *parser) service(name string, m map[string]any) (Service, error) {
 	at := "services." + name
 	s := Service{Name: name}
-	if len(name) > 255 || !dockerNameRE.MatchString(name) {
+	if len(name) > 255 || !dockerNameRE().MatchString(name) {
 		return s, p.errorf(at, "service %s: a service name starts with a letter or digit and has only letters, digits, _ . and -", name)
 	}
 	for _, k := range sortedKeys(m) {
@@ -263,7 +264,7 @@ func (p *parser) service(name string, m map[string]any) (Service, error) {
 		p.warnf(at+".oom_score_adj", "service %s: oom_score_adj %v may break the device's own services", name, n)
 	}
 	for i, v := range list(m["profiles"]) {
-		if !profileRE.MatchString(str(v)) {
+		if !profileRE().MatchString(str(v)) {
 			return s, p.errorf(at+".profiles."+strconv.Itoa(i), "service %s: profiles: %q is not a valid profile name", name, str(v))
 		}
 	}
@@ -300,7 +301,7 @@ func (p *parser) service(name string, m map[string]any) (Service, error) {
 	env := asMap(m["environment"])
 	s.Environment = map[string]string{}
 	for _, k := range sortedKeys(env) {
-		if len(k) > 255 || !envNameRE.MatchString(k) {
+		if len(k) > 255 || !envNameRE().MatchString(k) {
 			return s, p.errorf(at+".environment", "service %s: environment variable %q: a name starts with a letter or _ and has only letters, digits and _", name, k)
 		}
 		if env[k] == nil {
@@ -533,7 +534,7 @@ func shortPort(v any) string {
 
 func (p *parser) volume(name string, m map[string]any) (Volume, error) {
 	at := "volumes." + name
-	if len(name) > 255 || !dockerNameRE.MatchString(name) {
+	if len(name) > 255 || !dockerNameRE().MatchString(name) {
 		return Volume{}, p.errorf(at, "volume %s: a volume name starts with a letter or digit and has only letters, digits, _ . and -", name)
 	}
 	delete(m, "name")
@@ -549,7 +550,7 @@ func (p *parser) volume(name string, m map[string]any) (Volume, error) {
 
 func (p *parser) network(name string, m map[string]any) (Network, error) {
 	at := "networks." + name
-	if len(name) > 255 || !dockerNameRE.MatchString(name) {
+	if len(name) > 255 || !dockerNameRE().MatchString(name) {
 		return Network{}, p.errorf(at, "network %s: a network name starts with a letter or digit and has only letters, digits, _ . and -", name)
 	}
 	delete(m, "name")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -16,7 +17,7 @@ import (
 // its own name: balena_supervisor:<version>.
 const SupervisorRepo = "balena_supervisor"
 
-var supervisorVersion = regexp.MustCompile(`^v?[0-9]+(\.[0-9]+)*([.+-][0-9A-Za-z.+-]*)?$`)
+var supervisorVersion = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^v?[0-9]+(\.[0-9]+)*([.+-][0-9A-Za-z.+-]*)?$`) })
 
 // supervisor is the source of the supervisor image and the names meta-balena's docker-disk recipe gives
 // it: the image's name without its digest (":latest" when it has no tag) and balena_supervisor:<version>,
@@ -57,13 +58,13 @@ func supervisor(spec, version string) (*source, error) {
 			return nil, fmt.Errorf("supervisor image %q: %w", name, err)
 		}
 	}
-	if version == "" && supervisorVersion.MatchString(tag) {
+	if version == "" && supervisorVersion().MatchString(tag) {
 		version = tag
 	}
 	if version == "" {
 		return nil, errors.New("supervisor: no version (give it, or name the image with a version tag such as :v14.11.3)")
 	}
-	if !supervisorVersion.MatchString(version) {
+	if !supervisorVersion().MatchString(version) {
 		return nil, fmt.Errorf("supervisor version %q: not a version", version)
 	}
 	if !strings.HasPrefix(version, "v") {

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hostos/hostos/config"
@@ -172,7 +173,7 @@ func (tg *Target) Update(ctx context.Context, p *source.Payload, o Options) (res
 
 // fsckLeftover names the files fsck.vfat saves lost clusters in: garbage that fills a small boot partition
 // (a failure balena users hit mid-update).
-var fsckLeftover = regexp.MustCompile(`(?i)^FSCK[0-9]{4}\.REC$`)
+var fsckLeftover = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^FSCK[0-9]{4}\.REC$`) })
 
 // removeFsckLeftovers deletes fsck's FSCKnnnn.REC files from the boot partition root. A failure is only
 // logged: the space check that follows decides whether the update fits.
@@ -182,7 +183,7 @@ func (tg *Target) removeFsckLeftovers(logf func(string, ...any)) {
 		return
 	}
 	for _, n := range names {
-		if fsckLeftover.MatchString(n) {
+		if fsckLeftover().MatchString(n) {
 			if err := tg.Boot.Remove("/" + n); err != nil {
 				logf("could not remove %s from the boot partition: %v", n, err)
 			} else {
