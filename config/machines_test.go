@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -38,6 +40,14 @@ func TestMachinesTable(t *testing.T) {
 		{"intel-nuc", "Intel NUC", "amd64", "genericx86-64"},
 		{"genericx86-64-ext", "Generic x86_64 (legacy MBR)", "amd64", "genericx86-64-ext"},
 		{"jetson-nano", "Nvidia Jetson Nano SD-CARD", "aarch64", "jetson-nano"},
+		{"jetson-agx-orin-devkit", "Nvidia Jetson AGX Orin Devkit 32GB", "aarch64", "jetson-agx-orin-devkit"},
+		{"beaglebone-black", "BeagleBone Black", "armv7hf", "beaglebone"},
+		{"apalis-imx6q", "Apalis iMX6q", "armv7hf", "apalis-imx6"},
+		{"hummingboard", "Hummingboard", "armv7hf", "solidrun-imx6"},
+		{"intel-edison", "Intel Edison", "i386", "edison"},
+		{"cybertan-ze250", "Cybertan ZE250", "i386-nlp", "intel-quark"},
+		{"parallella", "Parallella", "armv7hf", "parallella-hdmi-resin"},
+		{"radxa-zero", "Radxa Zero", "aarch64", "radxa-zero-s905y2"},
 	} {
 		got, err := LookupMachine(want.Slug)
 		if err != nil {
@@ -47,6 +57,37 @@ func TestMachinesTable(t *testing.T) {
 		if got != want {
 			t.Errorf("LookupMachine(%s) = %+v, want %+v", want.Slug, got, want)
 		}
+	}
+}
+
+// TestMachinesManifestRecord: every entry of machines.toml names the balena device manifest its machine was
+// checked against (a trailing "# balena-os/<repository> <file>" comment), except the ones its header lists
+// as unchecked, which keep the default machine (the slug).
+func TestMachinesManifestRecord(t *testing.T) {
+	unchecked := map[string]bool{"edge": true, "generic": true, "up-core": true, "up-core-plus": true, "up-squared": true}
+	entry := regexp.MustCompile(`^  \{ slug = "([^"]+)",.*\}(,)?( # balena-os/balena-[a-z0-9-]+ [a-z0-9-]+\.(coffee|json)( \(.*\))?)?$`)
+	entries, checked := 0, 0
+	for i, line := range strings.Split(string(machinesTOML), "\n") {
+		if !strings.HasPrefix(line, "  { slug") {
+			continue
+		}
+		m := entry.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("machines.toml line %d: not an entry with an optional manifest comment: %s", i+1, line)
+			continue
+		}
+		entries++
+		switch slug, hasManifest := m[1], m[3] != ""; {
+		case unchecked[slug] && (hasManifest || strings.Contains(line, "machine =")):
+			t.Errorf("machines.toml line %d: %s is listed as unchecked but names a manifest or a machine", i+1, slug)
+		case !unchecked[slug] && !hasManifest:
+			t.Errorf("machines.toml line %d: %s names no manifest its machine was checked against", i+1, slug)
+		case hasManifest:
+			checked++
+		}
+	}
+	if want := entries - len(unchecked); checked != want || !strings.Contains(string(machinesTOML), fmt.Sprintf("for %d of the %d device types", checked, entries)) {
+		t.Errorf("machines.toml: %d of %d entries checked against a manifest, want %d and the header to say so", checked, entries, want)
 	}
 }
 
