@@ -82,6 +82,7 @@ func TestBuildBootLayoutEveryDeviceType(t *testing.T) {
 	testtool.Need(t, "fsck.vfat")
 	for _, dt := range config.DeviceTypes() {
 		t.Run(dt.Slug, func(t *testing.T) {
+			t.Parallel() // each on its own image; mostly waiting on node, mtools and fsck.vfat
 			img := smallImage(t, dt.Slug, "")
 			off, size := bootRange(t, img)
 
