@@ -84,7 +84,11 @@ func (d Debugfs) run(ctx context.Context, writable bool, cmds []string) (string,
 	if writable {
 		args = append([]string{"-w"}, args...)
 	}
-	cmd := exec.CommandContext(ctx, "debugfs", append(args, dev)...)
+	bin, err := e2fsprogs("debugfs")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, dev)...)
 	cmd.Env = d.env()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

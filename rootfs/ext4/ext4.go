@@ -164,7 +164,11 @@ func Make(ctx context.Context, img string, off, size int64, o Options, root *tre
 		args = append(args, "-d", root.Dir)
 	}
 	args = append(args, img, strconv.FormatInt(size/1024, 10)+"k")
-	cmd := exec.CommandContext(ctx, "mkfs.ext4", args...)
+	bin, err := e2fsprogs("mkfs.ext4")
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = Debugfs{Time: o.Time}.env()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

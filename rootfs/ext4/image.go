@@ -119,7 +119,11 @@ func Check(ctx context.Context, img string, off int64) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "e2fsck", "-fn", dev)
+	bin, err := e2fsprogs("e2fsck")
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-fn", dev)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -56,7 +56,11 @@ func Grow(ctx context.Context, img string, off, size int64, t time.Time) error {
 	if err := tmp.Truncate(size); err != nil {
 		return fmt.Errorf("grow ext4: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "resize2fs", "-f", tmp.Name(), strconv.FormatInt(size>>10, 10)+"K")
+	bin, err := e2fsprogs("resize2fs")
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-f", tmp.Name(), strconv.FormatInt(size>>10, 10)+"K")
 	cmd.Env = Debugfs{Time: t}.env()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		if ctx.Err() != nil {

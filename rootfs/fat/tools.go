@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -37,7 +38,7 @@ func toolEnv(t time.Time) []string {
 // run runs a tool and returns its combined output; a failure carries the output's tail.
 func run(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
 	if _, err := exec.LookPath(name); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, ErrToolMissing)
+		return nil, fmt.Errorf("%s: %w: %s", name, ErrToolMissing, toolHint(name))
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
@@ -47,6 +48,24 @@ func run(ctx context.Context, env []string, name string, args ...string) ([]byte
 		return out.Bytes(), fmt.Errorf("%s: %w: %s", name, err, tail(out.Bytes()))
 	}
 	return out.Bytes(), nil
+}
+
+// toolHint says how to get the program name on this system: mcopy and mmd come with mtools, mkfs.vfat and
+// fsck.vfat with dosfstools.
+func toolHint(name string) string {
+	pkg := "mtools"
+	if strings.HasSuffix(name, ".vfat") {
+		pkg = "dosfstools"
+	}
+	switch runtime.GOOS {
+	case "linux":
+		return "install " + pkg
+	case "darwin":
+		return "on darwin install " + pkg + " (brew install " + pkg + ")"
+	case "windows":
+		return pkg + " does not run on windows: run this command under WSL or on Linux"
+	}
+	return "install " + pkg + " (on " + runtime.GOOS + ")"
 }
 
 // tail is the last lines of a tool's output, on one line.
