@@ -1,6 +1,6 @@
 SUMMARY = "hostos on the device: boot fallback, post-update health checks and bundle keys"
 DESCRIPTION = "Installs hostos with the systemd units that run `hostos rollback-altboot` early at boot and \
-`hostos health` once the system is up, the default health checks (/etc/hostos/health.toml) and the public \
+`hostos health` once the system is up (unless HOSTOS_ROLLBACK_SERVICES is balena), the default health checks (/etc/hostos/health.toml) and the public \
 keys that signed update bundles are checked against (/etc/hostos/keys/)."
 HOMEPAGE = "https://github.com/hostos/hostos"
 # The hostos repository carries no licence file yet.
@@ -9,6 +9,20 @@ LICENSE = "CLOSED"
 inherit allarch systemd features_check
 
 REQUIRED_DISTRO_FEATURES = "systemd"
+
+# Which rollback services the image runs, HOSTOS_ROLLBACK_SERVICES (default in conf/layer.conf, see the
+# README): "hostos", this package's units, and where meta-balena is in the build its rollback-altboot and
+# rollback-health masked, since beside hostos's they would race them over the bootloader environment and
+# their failing-health path cannot roll back the flat root slots hostos writes; "balena", no units here and
+# meta-balena's balena-rollback instead.
+python () {
+    services = d.getVar('HOSTOS_ROLLBACK_SERVICES')
+    if services not in ('hostos', 'balena'):
+        bb.fatal('HOSTOS_ROLLBACK_SERVICES = "%s": want "hostos" (hostos-update\'s units) or "balena" (meta-balena\'s balena-rollback)' % services)
+}
+HOSTOS_UNITS = "${@'hostos-rollback-altboot.service hostos-health.service' if d.getVar('HOSTOS_ROLLBACK_SERVICES') == 'hostos' else ''}"
+HOSTOS_MASKED_UNITS = "${@'rollback-altboot.service rollback-health.service' \
+    if d.getVar('HOSTOS_ROLLBACK_SERVICES') == 'hostos' and 'balena-common' in (d.getVar('BBFILE_COLLECTIONS') or '').split() else ''}"
 
 # PEM public keys (.pub) trusted for signed bundles, installed into /etc/hostos/keys/. Absolute paths, or
 # paths found through FILESPATH (a bbappend's files directory). Empty: no keys, only unsigned bundles.
@@ -24,9 +38,13 @@ S = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
 
 do_install() {
 	install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/hostos/keys
-	for unit in hostos-rollback-altboot.service hostos-health.service; do
+	for unit in ${HOSTOS_UNITS}; do
 		sed -e 's,@BINDIR@,${bindir},g' ${S}/$unit > ${D}${systemd_system_unitdir}/$unit
 		chmod 0644 ${D}${systemd_system_unitdir}/$unit
+	done
+	for unit in ${HOSTOS_MASKED_UNITS}; do
+		install -d ${D}${sysconfdir}/systemd/system
+		ln -sf /dev/null ${D}${sysconfdir}/systemd/system/$unit
 	done
 	install -m 0644 ${S}/health.toml ${D}${sysconfdir}/hostos/health.toml
 	for key in ${HOSTOS_PUBLIC_KEYS}; do
@@ -35,7 +53,7 @@ do_install() {
 	done
 }
 
-SYSTEMD_SERVICE:${PN} = "hostos-rollback-altboot.service hostos-health.service"
+SYSTEMD_SERVICE:${PN} = "${HOSTOS_UNITS}"
 
-FILES:${PN} += "${sysconfdir}/hostos"
-RDEPENDS:${PN} = "hostos"
+FILES:${PN} += "${sysconfdir}/hostos ${@' '.join('${sysconfdir}/systemd/system/' + u for u in d.getVar('HOSTOS_MASKED_UNITS').split())}"
+RDEPENDS:${PN} = "hostos ${@'balena-rollback' if d.getVar('HOSTOS_ROLLBACK_SERVICES') == 'balena' else ''}"
