@@ -24,7 +24,7 @@ func openDevice(device string, _ fs.FileInfo, o options) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device %s: %w", device, err)
 	}
-	if err := tryLock(f); err != nil {
+	if err := disk.TryLock(f, false); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("device %s: %w", device, disk.ErrBusy)
 	}

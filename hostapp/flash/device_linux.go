@@ -31,7 +31,7 @@ func openDevice(device string, fi fs.FileInfo, o options) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("device %s: %w", device, err)
 	}
-	if err := tryLock(f); err != nil {
+	if err := disk.TryLock(f, false); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("device %s: %w", device, disk.ErrBusy)
 	}

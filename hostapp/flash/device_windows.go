@@ -6,18 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"strings"
-
-	"golang.org/x/sys/windows"
 )
 
 // openNoBlock: Windows opens no FIFO or terminal through a path that would wait.
 const openNoBlock = 0
-
-// tryLock takes an exclusive LockFileEx lock on f's first byte without waiting.
-func tryLock(f *os.File) error {
-	var ol windows.Overlapped
-	return windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &ol)
-}
 
 // isDevice: Go reports no Windows path as a device node; a disk (\\.\PhysicalDriveN) fails to stat.
 func isDevice(m fs.FileMode) bool { return m&fs.ModeDevice != 0 }

@@ -313,7 +313,7 @@ func openTarget(device, image, bmap string, o options) (*os.File, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("device %s: %w", device, err)
 	}
-	if err := tryLock(f); err != nil {
+	if err := disk.TryLock(f, false); err != nil {
 		f.Close()
 		return nil, false, fmt.Errorf("device %s: %w", device, disk.ErrBusy)
 	}

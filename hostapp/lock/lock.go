@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hostos/hostos/partition/disk"
 )
 
 // ErrLocked means another process holds the lock.
@@ -41,9 +43,9 @@ func Acquire(path string) (*Lock, error) {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := tryLock(f, false); err != nil {
+	if err := disk.TryLock(f, false); err != nil {
 		defer f.Close()
-		if errors.Is(err, errWouldBlock) {
+		if errors.Is(err, disk.ErrLocked) {
 			if pid := holder(f); pid > 0 {
 				return nil, fmt.Errorf("lock %s: %w (pid %d)", path, ErrLocked, pid)
 			}
@@ -69,9 +71,9 @@ func Target(dir string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	if err := tryLock(f, false); err != nil {
+	if err := disk.TryLock(f, false); err != nil {
 		f.Close()
-		if errors.Is(err, errWouldBlock) {
+		if errors.Is(err, disk.ErrLocked) {
 			return nil, fmt.Errorf("%s: %w (another hostos update or configure)", dir, ErrLocked)
 		}
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
@@ -91,7 +93,7 @@ func (l *Lock) Release() error {
 	if !l.dir {
 		terr = f.Truncate(0)
 	}
-	uerr := unlock(f)
+	uerr := disk.Unlock(f)
 	cerr := f.Close()
 	if err := errors.Join(terr, uerr, cerr); err != nil {
 		return fmt.Errorf("release lock %s: %w", l.path, err)
@@ -189,8 +191,8 @@ func isLocked(path string) (bool, error) {
 		return false, fmt.Errorf("probe lock %s: %w", path, err)
 	}
 	defer f.Close()
-	switch err := tryLock(f, true); {
-	case errors.Is(err, errWouldBlock):
+	switch err := disk.TryLock(f, true); {
+	case errors.Is(err, disk.ErrLocked):
 		return true, nil
 	case err != nil:
 		return false, fmt.Errorf("probe lock %s: %w", path, err)

@@ -13,29 +13,6 @@ import (
 // openNoFollow opens a lock file without following a symbolic link and without waiting on a FIFO.
 const openNoFollow = unix.O_NOFOLLOW | unix.O_NONBLOCK
 
-// errWouldBlock is what tryLock returns when another process holds the lock.
-var errWouldBlock = unix.EWOULDBLOCK
-
-// tryLock takes a flock on f without waiting: shared or exclusive.
-func tryLock(f *os.File, shared bool) error {
-	how := unix.LOCK_EX | unix.LOCK_NB
-	if shared {
-		how = unix.LOCK_SH | unix.LOCK_NB
-	}
-	return flock(f, how)
-}
-
-func unlock(f *os.File) error { return flock(f, unix.LOCK_UN) }
-
-func flock(f *os.File, how int) error {
-	for {
-		err := unix.Flock(int(f.Fd()), how)
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
-}
-
 func checkOwnFile(f *os.File) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {

@@ -8,32 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"golang.org/x/sys/windows"
 )
 
 // openNoFollow: os.OpenFile on Windows opens a symbolic link's target; checkOwnFile then sees a
 // regular file, as a link planted in a user's own temporary directory would need the user's rights.
 const openNoFollow = 0
-
-// errWouldBlock is what tryLock returns when another process holds the lock.
-var errWouldBlock = windows.ERROR_LOCK_VIOLATION
-
-// tryLock takes a LockFileEx lock on f's first byte without waiting: shared or exclusive. The range may
-// lie past the end of the file.
-func tryLock(f *os.File, shared bool) error {
-	flags := uint32(windows.LOCKFILE_FAIL_IMMEDIATELY)
-	if !shared {
-		flags |= windows.LOCKFILE_EXCLUSIVE_LOCK
-	}
-	var ol windows.Overlapped
-	return windows.LockFileEx(windows.Handle(f.Fd()), flags, 0, 1, 0, &ol)
-}
-
-func unlock(f *os.File) error {
-	var ol windows.Overlapped
-	return windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, &ol)
-}
 
 func checkOwnFile(f *os.File) error {
 	fi, err := f.Stat()

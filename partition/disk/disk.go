@@ -80,9 +80,9 @@ func Open(path string, writable bool) (*File, error) {
 		return nil, fmt.Errorf("%s: not a regular file or block device", path)
 	}
 	if writable {
-		if err := tryLock(f); err != nil {
+		if err := TryLock(f, false); err != nil {
 			f.Close()
-			if errors.Is(err, errLocked) {
+			if errors.Is(err, ErrLocked) {
 				return nil, fmt.Errorf("%s: %w (another hostos update, configure or preload)", path, ErrBusy)
 			}
 			return nil, fmt.Errorf("%s: lock: %w", path, err)

@@ -3,7 +3,6 @@
 package disk
 
 import (
-	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -13,19 +12,6 @@ import (
 // controlling one; callers check the file's type on the open file.
 const openNoBlock = unix.O_NONBLOCK | unix.O_NOCTTY
 
-// errLocked is what tryLock returns when another process holds the lock.
-var errLocked = unix.EWOULDBLOCK
-
-// tryLock takes an exclusive flock on f without waiting, held until f is closed.
-func tryLock(f *os.File) error {
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
-}
-
 // ownedByMe tells whether the entry at p (not followed) belongs to the effective user.
 func ownedByMe(p string) bool {
 	var st unix.Stat_t
@@ -33,4 +19,4 @@ func ownedByMe(p string) bool {
 }
 
 // lockDir holds a work directory: an exclusive flock on it, which sweepStale tests.
-func lockDir(f *os.File) error { return tryLock(f) }
+func lockDir(f *os.File) error { return TryLock(f, false) }

@@ -62,7 +62,7 @@ func sweepStale(parent, prefix string) {
 			continue
 		}
 		// A directory someone holds (EWOULDBLOCK), or one that cannot be locked, is left alone.
-		if err := tryLock(f); err == nil {
+		if err := TryLock(f, false); err == nil {
 			os.RemoveAll(p)
 		}
 		f.Close()
