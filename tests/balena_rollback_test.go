@@ -161,6 +161,7 @@ func (d balenaDevice) healthy(img string) {
 // emulated) and switches back; hostos sees version 1 committed with its boot files.
 func (d balenaDevice) unhealthy(img string) {
 	t, b := d.t, d.fx
+	d.powerOnTo(img, bootenv.SlotB)
 	out := d.boot(img, bootenv.SlotB, []string{"RESIN_BOOT=" + b.resinBoot[2], "OLD_RESIN_BOOT=" + b.resinBoot[1],
 		"ENGINE=unhealthy", "INIT_STUB=1"}, "rollback-health; "+viewCmd)
 	if !strings.Contains(out, "REBOOT requested") {
