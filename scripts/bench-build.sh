@@ -7,6 +7,8 @@
 # ratios with min and max. Targets (printed, not asserted): hostos <= 0.75x
 # genimage wall time, allocated bytes <= 1.02x genimage's, and an archive build
 # <= 1.3x the directory build. Exits non-zero only if a build fails. Needs no root.
+# RUNS=N pairs per comparison (5); SIZE=MB of the generated root tree (300, ~33 entries a MB);
+# ONLY=archive runs only the archive/directory comparisons.
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +17,8 @@ W=${1:-${TMPDIR:-/tmp}/hostos-bench}
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
 runs=${RUNS:-5}
+size=${SIZE:-300}
+only=${ONLY:-}
 failed=()
 
 # Layout in MiB (must match scripts/bench/genimage.cfg and layout.sfdisk).
@@ -83,10 +87,11 @@ if ! (cd "$repo" && go build -o "$W/hostos" ./cmd/hostos) >"$W/hostos-gobuild.lo
 	failed+=(hostos-compile)
 fi
 
-if [ ! -f "$W/rootfs.done" ]; then
-	rm -rf "$W/rootfs" "$W/deploy"
-	"$W/genrootfs" -o "$W/rootfs" -deploy "$W/deploy" -seed 1 || { echo "bench: genrootfs failed"; exit 1; }
-	touch "$W/rootfs.done"
+if [ "$(cat "$W/rootfs.done" 2>/dev/null)" != "$size" ]; then
+	rm -rf "$W/rootfs" "$W/deploy" "$W/rootfs.tar.done"
+	"$W/genrootfs" -o "$W/rootfs" -deploy "$W/deploy" -seed 1 -size-mb "$size" \
+		-entries $((size * 100 / 3 > 100 ? size * 100 / 3 : 100)) || { echo "bench: genrootfs failed"; exit 1; }
+	echo "$size" >"$W/rootfs.done"
 fi
 tree=$W/rootfs deploy=$W/deploy
 
@@ -161,10 +166,12 @@ export -f $(compgen -A function | grep -E '^(prep|run)_')
 
 : >"$W/pairs.log"
 echo "== interleaved pairs, $runs each (A/B < 1: A is faster)"
-if [ "$hostos_ok" = 1 ]; then
+if [ "$hostos_ok" = 1 ] && [ "$only" != archive ]; then
 	compare "hostos/genimage" hostos genimage 0.75
 	compare "hostos/pipeline" hostos pipeline
 	compare "hostos/floor(mkfs.ext4 -d of rootA alone)" hostos floor
+fi
+if [ "$hostos_ok" = 1 ]; then
 	compare "hostos .tar.zst/directory" hostos_tar_zst hostos 1.3
 	compare "hostos .tar.gz/directory" hostos_tar_gz hostos 1.3
 	compare "hostos .tar/directory" hostos_tar hostos 1.3

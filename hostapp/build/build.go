@@ -129,6 +129,7 @@ func Build(ctx context.Context, spec *Spec, out string, opts ...Option) (*Result
 	if err != nil {
 		return nil, err
 	}
+	defer p.rootfs.Close()
 	tmp := filepath.Join(work, "image")
 	if err := p.write(ctx, tmp, &o); err != nil {
 		return nil, err
@@ -171,6 +172,12 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 	if p.rootfs, err = ext4.OpenRoot(ctx, src, work, func(done, total int64) { o.progress("stage root filesystem", done, total) }); err != nil {
 		return nil, err
 	}
+	prepared := false
+	defer func() {
+		if !prepared {
+			p.rootfs.Close()
+		}
+	}()
 	p.root = p.rootfs.Tree
 
 	// Layout.
@@ -262,6 +269,7 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 	if o.epoch != nil {
 		p.fatOpts.VolumeID = binary.BigEndian.Uint32(p.derived("fat-volume-id"))
 	}
+	prepared = true
 	return p, nil
 }
 

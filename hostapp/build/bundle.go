@@ -122,6 +122,7 @@ func Bundle(ctx context.Context, o BundleOptions, w io.Writer) (bundle.Metadata,
 	if err != nil {
 		return bundle.Metadata{}, err
 	}
+	defer rootfs.Close()
 	if err := rootfs.Fit(rootSize, ext4.Options{InodeRatio: rootInodeRatio}, "the root partition"); err != nil {
 		return bundle.Metadata{}, err
 	}
@@ -129,10 +130,8 @@ func Bundle(ctx context.Context, o BundleOptions, w io.Writer) (bundle.Metadata,
 	if err := p.bundleImage(ctx, img, rootfs, rootSize, !o.Epoch.IsZero(), progress); err != nil {
 		return bundle.Metadata{}, err
 	}
-	if root := rootfs.Tree; root != nil && root.Dir != src {
-		// The staged copy is no longer needed; free its space before compressing.
-		os.RemoveAll(root.Dir)
-	}
+	// The staged copy is no longer needed; free its space before compressing.
+	rootfs.Close()
 
 	bootDir := ""
 	if len(o.BootFiles) > 0 {

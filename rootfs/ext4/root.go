@@ -15,10 +15,13 @@ import (
 type Root struct {
 	Tree  *tree.Staged // nil for an ext4 image
 	Image string       // the ext4 image, when Tree is nil
+
+	staged string // the directory staging made, which Close removes
 }
 
 // OpenRoot readies src: a directory in place, an ext4 image as it is, anything else (tar, compressed tar,
-// OCI layout, docker save archive) staged into work/root. progress follows the staging.
+// OCI layout, docker save archive) staged: in memory (a tmpfs) when there is room for it, into work/root
+// otherwise. progress follows the staging. Close removes what was staged.
 func OpenRoot(ctx context.Context, src, work string, progress func(done, total int64)) (*Root, error) {
 	kind, err := tree.Detect(src)
 	if err != nil {
@@ -39,12 +42,48 @@ func StageRoot(ctx context.Context, src string, kind tree.Kind, work string, pro
 	case tree.KindDir:
 		t, err = tree.Scan(src)
 	default:
-		t, err = tree.StageKind(ctx, src, kind, filepath.Join(work, "root"), progress)
+		return stageArchive(ctx, src, kind, work, progress)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("root filesystem %s: %w", src, err)
 	}
 	return &Root{Tree: t}, nil
+}
+
+// stageArchive stages an archive in a tmpfs when one has room for it (see memoryStage), and when it
+// turns out not to, or there is none, into work/root. Staging in memory keeps a build from an archive
+// close to one from the same tree as a directory: on disk, writing the tree, its writeback and its
+// removal cost more than the build itself.
+func stageArchive(ctx context.Context, src string, kind tree.Kind, work string, progress func(done, total int64)) (*Root, error) {
+	if mem, room, ok := memoryStage(work); ok {
+		t, err := tree.StageWithin(ctx, src, kind, filepath.Join(mem, "root"), room, progress)
+		if err == nil {
+			return &Root{Tree: t, staged: mem}, nil
+		}
+		os.RemoveAll(mem)
+		if !noRoom(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("root filesystem %s: %w", src, err)
+		}
+	}
+	dir := filepath.Join(work, "root")
+	t, err := tree.StageKind(ctx, src, kind, dir, progress)
+	if err != nil {
+		return nil, fmt.Errorf("root filesystem %s: %w", src, err)
+	}
+	return &Root{Tree: t, staged: dir}, nil
+}
+
+// Close removes the tree staged from an archive; a directory or an ext4 image source is left alone.
+func (r *Root) Close() error {
+	if r == nil || r.staged == "" {
+		return nil
+	}
+	err := os.RemoveAll(r.staged)
+	r.staged = ""
+	if err != nil {
+		return fmt.Errorf("remove the staged root filesystem: %w", err)
+	}
+	return nil
 }
 
 // Need is the size in bytes of the smallest filesystem holding r with options o: the estimate for a

@@ -27,9 +27,19 @@ func Stage(ctx context.Context, src, dir string, progress func(done, total int64
 	return StageKind(ctx, src, kind, dir, progress)
 }
 
+// ErrNoRoom is returned by StageWithin when the staged tree would take more room than it was given.
+var ErrNoRoom = errors.New("no room to stage")
+
 // StageKind is Stage of a source whose kind the caller already has from Detect, which then reads no
 // part of src twice.
 func StageKind(ctx context.Context, src string, kind Kind, dir string, progress func(done, total int64)) (*Staged, error) {
+	return StageWithin(ctx, src, kind, dir, 0, progress)
+}
+
+// StageWithin is StageKind into a directory with room for room bytes (0: unbounded), as a tmpfs
+// counts them: each entry's inode and name, and each regular file's body in whole pages. It fails with
+// an error wrapping ErrNoRoom before writing the entry that would take more.
+func StageWithin(ctx context.Context, src string, kind Kind, dir string, room int64, progress func(done, total int64)) (*Staged, error) {
 	var rc io.ReadCloser
 	var err error
 	var p *progressReader
@@ -62,6 +72,7 @@ func StageKind(ctx context.Context, src string, kind Kind, dir string, progress 
 	defer s.close()
 	// The tar headers are small reads: buffer them, and the file bodies that come with them.
 	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20))
+	var used int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("stage %s: %w", src, err)
@@ -72,6 +83,9 @@ func StageKind(ctx context.Context, src string, kind Kind, dir string, progress 
 		}
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
+		}
+		if used += stagedBytes(h); room > 0 && used > room {
+			return nil, fmt.Errorf("stage %s: %d MiB staged and more to come: %w", src, used>>20, ErrNoRoom)
 		}
 		if err := s.add(h, tr); err != nil {
 			return nil, fmt.Errorf("stage %s: %w", src, err)
@@ -89,6 +103,16 @@ func StageKind(ctx context.Context, src string, kind Kind, dir string, progress 
 		return nil, fmt.Errorf("stage %s: %w", src, err)
 	}
 	return st, nil
+}
+
+// stagedBytes is what the entry h takes in a tmpfs, about: its inode and name, and its body in pages.
+func stagedBytes(h *tar.Header) int64 {
+	const inode, page = 1 << 10, 4 << 10
+	n := int64(inode)
+	if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA {
+		n += (h.Size + page - 1) / page * page
+	}
+	return n
 }
 
 type progressReader struct {

@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,9 @@ type stager struct {
 	dirs   map[string]int
 	newest time.Time
 	buf    []byte
+	// umask is the process's file mode creation mask: a file created with a mode it does not clear needs
+	// no chmod afterwards. It is 0o7777 when unknown.
+	umask uint32
 }
 
 // maxOpenDirs bounds the directory descriptors a stager keeps open: archives list a directory's entries
@@ -72,7 +76,24 @@ func newStager(dir string) (*stager, error) {
 		return nil, fmt.Errorf("staging directory %s: %w", dir, err)
 	}
 	return &stager{dir: dir, root: root, nodes: map[string]*node{}, kids: map[string]map[string]struct{}{},
-		dirs: map[string]int{"": root}, buf: make([]byte, 1<<20)}, nil
+		dirs: map[string]int{"": root}, buf: make([]byte, 1<<20), umask: umask()}, nil
+}
+
+// umask reads the process's file mode creation mask from /proc without changing it (umask(2) would, for
+// every thread at once), or returns 0o7777 when /proc does not tell it.
+func umask() uint32 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0o7777
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return uint32(m)
+			}
+		}
+	}
+	return 0o7777
 }
 
 func (s *stager) close() {
@@ -224,37 +245,42 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 		return err
 	}
 
-	var st unix.Stat_t
-	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
-	if exists && n.typ == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		s.set(name, n)
-		return nil
-	}
-	if exists {
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			s.dropDirs(name)
-			err = os.RemoveAll(filepath.Join(s.dir, filepath.FromSlash(name)))
-		} else {
-			err = unix.Unlinkat(pfd, base, 0)
+	// Everything on disk under the root is in s.nodes: a name that is not was never staged, and is
+	// created without looking first. A name seen before is replaced, or kept when a directory again.
+	if _, seen := s.nodes[name]; seen {
+		var st unix.Stat_t
+		exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+		if exists && n.typ == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			s.set(name, n)
+			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("entry %q: replace: %w", h.Name, err)
+		if exists {
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				s.dropDirs(name)
+				err = os.RemoveAll(filepath.Join(s.dir, filepath.FromSlash(name)))
+			} else {
+				err = unix.Unlinkat(pfd, base, 0)
+			}
+			if err != nil {
+				return fmt.Errorf("entry %q: replace: %w", h.Name, err)
+			}
 		}
+		s.forget(name)
 	}
-	s.forget(name)
 
 	switch n.typ {
 	case tar.TypeReg:
-		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		// Created with its final mode, which the umask leaves alone for most files: no chmod then.
+		mode := n.perm | 0o400
+		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
 		if err != nil {
 			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
-		f := os.NewFile(uintptr(fd), name)
-		_, err = io.CopyBuffer(onlyWriter{f}, r, s.buf)
-		if err == nil {
-			err = unix.Fchmod(fd, n.perm|0o400)
+		err = s.writeBody(fd, r, h.Size)
+		if err == nil && mode&s.umask != 0 {
+			err = unix.Fchmod(fd, mode)
 		}
-		if cerr := f.Close(); err == nil {
+		if cerr := unix.Close(fd); err == nil {
 			err = cerr
 		}
 		if err != nil {
@@ -312,8 +338,32 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 	return nil
 }
 
-// onlyWriter hides the file's ReadFrom, so that io.CopyBuffer uses the stager's large buffer.
-type onlyWriter struct{ io.Writer }
+// writeBody writes the size bytes of a regular file's body from r to fd, in chunks of the stager's
+// buffer, with plain write calls.
+func (s *stager) writeBody(fd int, r io.Reader, size int64) error {
+	for size > 0 {
+		b := s.buf
+		if int64(len(b)) > size {
+			b = b[:size]
+		}
+		n, err := io.ReadFull(r, b)
+		if err != nil {
+			return err
+		}
+		size -= int64(n)
+		for len(b) > 0 {
+			w, err := unix.Write(fd, b)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b = b[w:]
+		}
+	}
+	return nil
+}
 
 // finish sets the staged modes and times and computes the counts and the fixups.
 func (s *stager) finish() (*Staged, error) {

@@ -96,7 +96,7 @@ func detectPlainTar(f *os.File, path string) (Kind, error) {
 		return "", fmt.Errorf("root filesystem source %s: %w", path, err)
 	}
 	var manifest, ociLayout bool
-	tr := tar.NewReader(f)
+	tr := tar.NewReader(&skipReader{f: f, buf: make([]byte, 16<<10)})
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -126,6 +126,44 @@ func detectPlainTar(f *os.File, path string) (Kind, error) {
 		return "", fmt.Errorf("root filesystem source %s: an OCI layout archive; unpack it into a directory first: %w", path, ErrUnknownFormat)
 	}
 	return KindTar, nil
+}
+
+// skipReader reads a file through a small buffer and seeks by moving its offset, so that archive/tar
+// walking the headers of a large archive reads the few pages holding them, often several at once, with
+// one system call each, where reading the file itself takes several for every entry.
+type skipReader struct {
+	f        io.ReaderAt
+	buf      []byte
+	off, pos int64 // the file offsets of buf[0] and of the next byte to read
+	n        int   // bytes of buf that hold data
+}
+
+func (r *skipReader) Read(p []byte) (int, error) {
+	if r.pos < r.off || r.pos >= r.off+int64(r.n) {
+		n, err := r.f.ReadAt(r.buf, r.pos)
+		if n == 0 {
+			return 0, err
+		}
+		r.off, r.n = r.pos, n
+	}
+	n := copy(p, r.buf[r.pos-r.off:r.n])
+	r.pos += int64(n)
+	return n, nil
+}
+
+func (r *skipReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.pos
+	default:
+		return r.pos, errors.New("seek: only from the start or the current offset")
+	}
+	if offset < 0 {
+		return r.pos, errors.New("seek: negative offset")
+	}
+	r.pos = offset
+	return r.pos, nil
 }
 
 // Op is the kind of a Fixup.

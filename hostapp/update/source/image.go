@@ -149,6 +149,7 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 	if err != nil {
 		return nil, fmt.Errorf("update %s: %w", what, err)
 	}
+	defer root.Close()
 	// What the staged tree came from is no longer needed.
 	os.Remove(filepath.Join(work, "download"))
 	os.RemoveAll(filepath.Join(work, "oci"))
@@ -171,7 +172,7 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 		}
 		return nil, fmt.Errorf("update %s: %w", what, err)
 	}
-	os.RemoveAll(filepath.Join(work, "root"))
+	root.Close()
 	o.Progress(step, 1, 1)
 	f, err := os.Open(img)
 	if err != nil {
@@ -190,7 +191,7 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 	}, nil
 }
 
-// stage readies src for ext4.Make: a directory is used in place, anything else is staged into work/root,
+// stage readies src for ext4.Make: a directory is used in place, anything else is staged (ext4.StageRoot),
 // once its entries and bytes were counted against the slot. Staging refuses entries that would land
 // outside the root.
 func stage(ctx context.Context, src string, kind tree.Kind, work string, o Options) (*ext4.Root, error) {

@@ -1,0 +1,62 @@
+package ext4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostos/hostos/rootfs/tree"
+)
+
+// An archive is staged in a tmpfs when one has room, outside the work directory, and Close removes it.
+func TestStageRootInMemory(t *testing.T) {
+	work := t.TempDir()
+	if onTmpfs(work) {
+		t.Skip("the work directory is in a tmpfs already")
+	}
+	mem, _, ok := memoryStage(work)
+	if !ok {
+		t.Skip("no tmpfs with room")
+	}
+	os.RemoveAll(mem)
+	src := filepath.Join(work, "r.tar")
+	writeTar(t, src, "", []entry{dir("etc/", 0o755, 0, 0), file("etc/marker", 0o640, 0, 0, "two")})
+	r, err := OpenRoot(context.Background(), src, work, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if strings.HasPrefix(r.Tree.Dir, work) || !onTmpfs(r.Tree.Dir) {
+		t.Fatalf("staged in %s, want a tmpfs outside %s", r.Tree.Dir, work)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.Tree.Dir, "etc", "marker")); err != nil || string(b) != "two" {
+		t.Fatalf("staged etc/marker = %q, %v", b, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Dir(r.Tree.Dir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after Close the staging directory is still there: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(work, "root")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("staged on disk as well: %v", err)
+	}
+}
+
+func TestNoRoom(t *testing.T) {
+	for _, err := range []error{&fs.PathError{Op: "write", Path: "x", Err: unix.ENOSPC}, unix.EDQUOT, fmt.Errorf("stage: %w", tree.ErrNoRoom)} {
+		if !noRoom(err) {
+			t.Errorf("noRoom(%v) = false", err)
+		}
+	}
+	if noRoom(unix.EIO) {
+		t.Error("noRoom(EIO) = true")
+	}
+}
