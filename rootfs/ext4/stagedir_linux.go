@@ -37,7 +37,7 @@ func memoryStage(work string) (dir string, room int64, ok bool) {
 		if unix.Statfs(c, &fs) != nil || fs.Type != unix.TMPFS_MAGIC {
 			continue
 		}
-		room := min(int64(fs.Bavail)*fs.Bsize-stageSpare, avail)
+		room := min(int64(fs.Bavail)*int64(fs.Bsize)-stageSpare, avail)
 		if room < stageSpare {
 			continue
 		}
