@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -73,7 +74,7 @@ var knownBootloaders = map[string]bool{
 	BootloaderGRUBEFI: true, BootloaderBalenaBL: true,
 }
 
-var slugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+var slugPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`) })
 
 // ParseDeviceTypes decodes a device-type registry in TOML ([[devicetype]] tables). Unknown fields,
 // missing fields, impossible values and duplicate slugs are errors.
@@ -113,7 +114,7 @@ func ParseDeviceTypes(data []byte) ([]DeviceType, error) {
 
 func (dt DeviceType) validate() error {
 	switch {
-	case !slugPattern.MatchString(dt.Slug):
+	case !slugPattern().MatchString(dt.Slug):
 		return fmt.Errorf("device type slug %q is not a lower-case slug", dt.Slug)
 	case dt.Name == "":
 		return fmt.Errorf("device type %s: missing name", dt.Slug)

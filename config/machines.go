@@ -68,7 +68,7 @@ func ParseMachines(data []byte) ([]Machine, error) {
 			m.Yocto = m.Slug
 		}
 		switch {
-		case !slugPattern.MatchString(m.Slug):
+		case !slugPattern().MatchString(m.Slug):
 			return nil, fmt.Errorf("device-type vocabulary: entry %d: slug %q is not a lower-case slug", i+1, m.Slug)
 		case m.Name == "":
 			return nil, fmt.Errorf("device-type vocabulary: %s: missing name", m.Slug)

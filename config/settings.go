@@ -223,7 +223,7 @@ func checkDeviceName(s string) (string, error) {
 }
 
 func checkSlug(s string) (string, error) {
-	if len(s) > 128 || !slugPattern.MatchString(s) {
+	if len(s) > 128 || !slugPattern().MatchString(s) {
 		return "", fmt.Errorf("device type %q: a device-type slug such as raspberrypi4-64 is required", s)
 	}
 	return s, nil

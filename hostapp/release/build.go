@@ -153,13 +153,15 @@ func Build(ctx context.Context, r *Rendered, o BuildOptions) (*Built, error) {
 // ParseTag checks that ref is an image name docker accepts for a tag (lowercase path components).
 func ParseTag(ref string) (string, error) {
 	name, _, _ := strings.Cut(ref, ":")
-	if !tagName.MatchString(name) {
+	if !tagName().MatchString(name) {
 		return "", fmt.Errorf("image name %q: want lowercase letters, digits and separators (. _ - /)", ref)
 	}
 	return ref, nil
 }
 
-var tagName = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
+var tagName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
+})
 
 // Docker is a docker CLI that can drive BuildKit: through the buildx plugin (docker buildx build --load),
 // or a 20.10 to 22.x client's builtin BuildKit (DOCKER_BUILDKIT=1 docker build).
@@ -416,7 +418,7 @@ func (w *lineWriter) line(s string) {
 	if w.out != nil {
 		w.out(s)
 	}
-	if noise.MatchString(s) {
+	if noise().MatchString(s) {
 		return
 	}
 	w.tail = append(w.tail, strings.TrimSpace(s))
@@ -426,7 +428,9 @@ func (w *lineWriter) line(s string) {
 }
 
 // noise are the builder's lines a failed build's error leaves out: step digests, timings, rules.
-var noise = regexp.MustCompile(`^#\d+ (sha256:[0-9a-f]+|DONE .*|CACHED|transferring .*)$|^-+$`)
+var noise = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^#\d+ (sha256:[0-9a-f]+|DONE .*|CACHED|transferring .*)$|^-+$`)
+})
 
 // NeedsEmulation tells whether a Dockerfile runs commands in the image being built (a RUN instruction
 // in any stage) and so needs the target architecture's emulation on a foreign host. A Dockerfile whose
