@@ -3,10 +3,12 @@ package tree
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -46,9 +48,23 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 	if progress != nil {
 		p = &progressReader{fn: progress}
 	}
+	// A plain tar is read straight from its file: its headers through a skipReader, and its file bodies,
+	// offered to the stager as a fileBody, copied from the file by the kernel.
+	var plain *skipReader
 	switch kind {
 	case KindTar:
-		rc, err = openTar(src, p)
+		var f *os.File
+		if f, err = openPlainTar(src); err == nil && f != nil {
+			plain = &skipReader{f: f, buf: make([]byte, 32<<10)}
+			rc = plainTar{plain, f}
+			if p != nil {
+				if fi, serr := f.Stat(); serr == nil {
+					p.total = fi.Size()
+				}
+			}
+		} else if err == nil {
+			rc, err = openTar(src, p)
+		}
 	case KindOCI, KindDockerArchive:
 		rc, err = Open(src, kind)
 		if err == nil && p != nil {
@@ -71,8 +87,15 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 	}
 	defer s.close()
 	// The tar headers are small reads: buffer them, and the file bodies that come with them.
-	tr := tar.NewReader(bufio.NewReaderSize(r, 1<<20))
+	var tr *tar.Reader
+	if plain != nil {
+		r = plain
+		tr = tar.NewReader(plain)
+	} else {
+		tr = tar.NewReader(bufio.NewReaderSize(r, 1<<20))
+	}
 	var used int64
+	var body fileBody
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("stage %s: %w", src, err)
@@ -87,8 +110,18 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 		if used += stagedBytes(h); room > 0 && used > room {
 			return nil, fmt.Errorf("stage %s: %d MiB staged and more to come: %w", src, used>>20, ErrNoRoom)
 		}
-		if err := s.add(h, tr); err != nil {
+		var br io.Reader = tr
+		if plain != nil && (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA) && !sparse(h) {
+			body = fileBody{Reader: tr, File: plain.f.(*os.File), Off: plain.pos, Size: h.Size}
+			br = &body
+		}
+		if err := s.add(h, br); err != nil {
 			return nil, fmt.Errorf("stage %s: %w", src, err)
+		}
+		if plain != nil && p != nil {
+			if p.done = plain.pos; p.done-p.last >= progressStep {
+				p.report()
+			}
 		}
 	}
 	// Drain what follows the end-of-archive marker so compressed streams are checked to their end.
@@ -96,6 +129,9 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 		return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
 	}
 	if p != nil {
+		if plain != nil {
+			p.done = plain.pos
+		}
 		p.report()
 	}
 	st, err := s.finish()
@@ -103,6 +139,53 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 		return nil, fmt.Errorf("stage %s: %w", src, err)
 	}
 	return st, nil
+}
+
+// fileBody is the body of a regular file of a plain tar: the reader of the entry, and where its Size
+// bytes lie in File, for a stager that copies them from there instead of reading them (the tar reader
+// then skips them).
+type fileBody struct {
+	io.Reader
+	File      *os.File
+	Off, Size int64
+}
+
+// sparse tells a GNU sparse file, whose body in the archive is not its content.
+func sparse(h *tar.Header) bool {
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// plainTar closes the file a skipReader reads.
+type plainTar struct {
+	*skipReader
+	f *os.File
+}
+
+func (p plainTar) Close() error { return p.f.Close() }
+
+// openPlainTar opens src when it is an uncompressed tar; nil for a compressed one.
+func openPlainTar(src string) (*os.File, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, fmt.Errorf("tar archive %s: %w", src, err)
+	}
+	head := make([]byte, len(magicXz))
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		f.Close()
+		return nil, fmt.Errorf("tar archive %s: %w", src, err)
+	}
+	head = head[:n]
+	if bytes.HasPrefix(head, magicGzip) || bytes.HasPrefix(head, magicXz) || bytes.HasPrefix(head, magicZstd) {
+		f.Close()
+		return nil, nil
+	}
+	return f, nil
 }
 
 // stagedBytes is what the entry h takes in a tmpfs, about: its inode and name, and its body in pages.

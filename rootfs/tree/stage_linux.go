@@ -276,7 +276,11 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
-		err = s.writeBody(fd, r, h.Size)
+		if b, ok := r.(*fileBody); ok && b.Size >= sendMin {
+			err = s.sendBody(fd, b)
+		} else {
+			err = s.writeBody(fd, r, h.Size)
+		}
 		if err == nil && mode&s.umask != 0 {
 			err = unix.Fchmod(fd, mode)
 		}
@@ -335,6 +339,32 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 		}
 	}
 	s.set(name, n)
+	return nil
+}
+
+// sendMin is the smallest body sendBody copies; a smaller one comes with the headers around it in the
+// tar reader's buffer.
+const sendMin = 16 << 10
+
+// sendBody copies the body b of a plain tar's regular file from the archive to fd in the kernel
+// (sendfile), without reading it into memory first; where sendfile refuses the pair of files before
+// copying anything, it reads and writes.
+func (s *stager) sendBody(fd int, b *fileBody) error {
+	off, left := b.Off, b.Size
+	for left > 0 {
+		n, err := unix.Sendfile(fd, int(b.File.Fd()), &off, int(min(left, 1<<30)))
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS)) && left == b.Size:
+			return s.writeBody(fd, b.Reader, b.Size)
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrUnexpectedEOF
+		}
+		left -= int64(n)
+	}
 	return nil
 }
 

@@ -70,3 +70,32 @@ func TestStageWithinRoom(t *testing.T) {
 		t.Errorf("Files %d, want 3", st.Files)
 	}
 }
+
+// A plain tar's large bodies are copied from the archive by the kernel, the small ones read with the
+// headers: both land whole, each in its file, and progress reaches the archive's size.
+func TestStagePlainTarBodies(t *testing.T) {
+	d := t.TempDir()
+	src := filepath.Join(d, "r.tar")
+	large := make([]byte, 3*sendMin+123)
+	for i := range large {
+		large[i] = byte(i * 7)
+	}
+	writeTar(t, src, []entry{reg("a/large", string(large)), reg("a/small", "small"), reg("a/large2", string(large[1:])), reg("z", "z")})
+	fi, err := os.Stat(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done, total int64
+	st, err := Stage(context.Background(), src, filepath.Join(d, "stage"), func(d, t int64) { done, total = d, t })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"a/large": string(large), "a/small": "small", "a/large2": string(large[1:]), "z": "z"} {
+		if b, err := os.ReadFile(filepath.Join(st.Dir, name)); err != nil || string(b) != want {
+			t.Errorf("%s: %d bytes, %v; want %d", name, len(b), err, len(want))
+		}
+	}
+	if done != fi.Size() || total != fi.Size() {
+		t.Errorf("progress %d of %d, want %d of %d", done, total, fi.Size(), fi.Size())
+	}
+}

@@ -117,6 +117,10 @@ func detectPlainTar(f *os.File, path string) (Kind, error) {
 			}
 		case name == "oci-layout":
 			ociLayout = true
+		case !manifest && !ociLayout && systemDirs[strings.SplitN(name, "/", 2)[0]]:
+			// A docker save or OCI layout archive holds no system directory at its top: a root
+			// filesystem, whose other headers need not be read.
+			return KindTar, nil
 		}
 	}
 	switch {
@@ -127,6 +131,10 @@ func detectPlainTar(f *os.File, path string) (Kind, error) {
 	}
 	return KindTar, nil
 }
+
+// systemDirs are the top directories of a root filesystem that no image archive has at its top.
+var systemDirs = map[string]bool{"bin": true, "boot": true, "dev": true, "etc": true, "lib": true, "opt": true,
+	"proc": true, "run": true, "sbin": true, "srv": true, "sys": true, "tmp": true, "usr": true, "var": true}
 
 // skipReader reads a file through a small buffer and seeks by moving its offset, so that archive/tar
 // walking the headers of a large archive reads the few pages holding them, often several at once, with

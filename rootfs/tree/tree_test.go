@@ -2,6 +2,7 @@ package tree
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -59,6 +60,11 @@ func TestDetect(t *testing.T) {
 	os.MkdirAll(filepath.Join(d, "oci"), 0o755)
 	os.WriteFile(filepath.Join(d, "oci", "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
 	os.MkdirAll(filepath.Join(d, "root"), 0o755)
+	// A root filesystem is told by its first system directory: what follows is not read.
+	writeTar(t, filepath.Join(d, "rootfs.tar"), []entry{reg("etc/os-release", "x")})
+	if b, err := os.ReadFile(filepath.Join(d, "rootfs.tar")); err == nil {
+		os.WriteFile(filepath.Join(d, "rootfs.tar"), append(b[:1024], bytes.Repeat([]byte("junk"), 256)...), 0o644)
+	}
 
 	tests := []struct {
 		name string
@@ -66,6 +72,7 @@ func TestDetect(t *testing.T) {
 		err  error
 	}{
 		{"plain.tar", KindTar, nil},
+		{"rootfs.tar", KindTar, nil},
 		{"docker.tar", KindDockerArchive, nil},
 		{"gz", KindTar, nil},
 		{"xz", KindTar, nil},
