@@ -65,6 +65,9 @@ func TestBalenaRollbackServices(t *testing.T) {
 		{name: "balena-bootloader", deviceType: "raspberrypi5", dev: "rpi", hostosAltboot: true},
 	} {
 		t.Run(dt.name, func(t *testing.T) {
+			// The device types run side by side (each harness run has its own loop device, work directory and
+			// mount namespace): most of their time is the harness waiting on loop devices, mounts and sync.
+			t.Parallel()
 			d := balenaDevice{t: t, h: h, upper: uppers[dt.dev], dt: dt, fx: newBalenaFixture(t, dt.deviceType)}
 			// Every order starts from the same image: version 1, updated by hostos to version 2 (running A).
 			d.fx.updated = filepath.Join(t.TempDir(), "updated.img")
