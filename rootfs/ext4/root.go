@@ -16,7 +16,8 @@ type Root struct {
 	Tree  *tree.Staged // nil for an ext4 image
 	Image string       // the ext4 image, when Tree is nil
 
-	staged string // the directory staging made, which Close removes
+	staged  string // the directory staging made on disk, which Close removes
+	release func() // removes the directory staging made in memory
 }
 
 // OpenRoot readies src: a directory in place, an ext4 image as it is, anything else (tar, compressed tar,
@@ -55,12 +56,12 @@ func StageRoot(ctx context.Context, src string, kind tree.Kind, work string, pro
 // close to one from the same tree as a directory: on disk, writing the tree, its writeback and its
 // removal cost more than the build itself.
 func stageArchive(ctx context.Context, src string, kind tree.Kind, work string, progress func(done, total int64)) (*Root, error) {
-	if mem, room, ok := memoryStage(work); ok {
+	if mem, release, room, ok := memoryStage(work); ok {
 		t, err := tree.StageWithin(ctx, src, kind, filepath.Join(mem, "root"), room, progress)
 		if err == nil {
-			return &Root{Tree: t, staged: mem}, nil
+			return &Root{Tree: t, release: release}, nil
 		}
-		os.RemoveAll(mem)
+		release()
 		if !noRoom(err) || ctx.Err() != nil {
 			return nil, fmt.Errorf("root filesystem %s: %w", src, err)
 		}
@@ -75,7 +76,14 @@ func stageArchive(ctx context.Context, src string, kind tree.Kind, work string, 
 
 // Close removes the tree staged from an archive; a directory or an ext4 image source is left alone.
 func (r *Root) Close() error {
-	if r == nil || r.staged == "" {
+	if r == nil {
+		return nil
+	}
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
+	if r.staged == "" {
 		return nil
 	}
 	err := os.RemoveAll(r.staged)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/tree"
 )
 
@@ -19,12 +20,13 @@ const stageSpare = 64 << 20
 
 // memoryStage finds a tmpfs for staging an archive in memory instead of on the disk of work: writing and
 // then reading a tree in a tmpfs costs no writeback, no journal and no discard on removal. It returns a
-// directory made for the staging, for the caller to remove, and the bytes it may take: half the memory
-// available (to the process's cgroup too), less a margin, and no more than the tmpfs has free. ok is
-// false when work is itself in a tmpfs (staging there is already in memory) or no tmpfs has room.
-func memoryStage(work string) (dir string, room int64, ok bool) {
+// work directory made for the staging (disk.WorkDir: locked, and removed by release, or by a later run
+// when this one is killed) and the bytes it may take: half the memory available (to the process's
+// cgroup too), less a margin, and no more than the tmpfs has free. ok is false when work is itself in a
+// tmpfs (staging there is already in memory) or no tmpfs has room.
+func memoryStage(work string) (dir string, release func(), room int64, ok bool) {
 	if onTmpfs(work) {
-		return "", 0, false
+		return "", nil, 0, false
 	}
 	avail := memAvailable()/2 - stageSpare
 	seen := map[string]bool{}
@@ -41,13 +43,13 @@ func memoryStage(work string) (dir string, room int64, ok bool) {
 		if room < stageSpare {
 			continue
 		}
-		d, err := os.MkdirTemp(c, ".hostos-stage-")
+		d, release, err := disk.WorkDir(c, ".hostos-stage-")
 		if err != nil {
 			continue
 		}
-		return d, room, true
+		return d, release, room, true
 	}
-	return "", 0, false
+	return "", nil, 0, false
 }
 
 func onTmpfs(dir string) bool {

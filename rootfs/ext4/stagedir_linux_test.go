@@ -21,11 +21,11 @@ func TestStageRootInMemory(t *testing.T) {
 	if onTmpfs(work) {
 		t.Skip("the work directory is in a tmpfs already")
 	}
-	mem, _, ok := memoryStage(work)
+	_, release, _, ok := memoryStage(work)
 	if !ok {
 		t.Skip("no tmpfs with room")
 	}
-	os.RemoveAll(mem)
+	release()
 	src := filepath.Join(work, "r.tar")
 	writeTar(t, src, "", []entry{dir("etc/", 0o755, 0, 0), file("etc/marker", 0o640, 0, 0, "two")})
 	r, err := OpenRoot(context.Background(), src, work, nil)

@@ -3,6 +3,6 @@
 package ext4
 
 // memoryStage: archives are staged on Linux only (tree.Stage says so elsewhere), on the disk of work.
-func memoryStage(string) (string, int64, bool) { return "", 0, false }
+func memoryStage(string) (string, func(), int64, bool) { return "", nil, 0, false }
 
 func noRoom(error) bool { return false }
