@@ -82,19 +82,8 @@ func ParseDeviceTypes(data []byte) ([]DeviceType, error) {
 	var doc struct {
 		DeviceType []DeviceType `toml:"devicetype"`
 	}
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		var strict *toml.StrictMissingError
-		if errors.As(err, &strict) {
-			fields := make([]string, 0, len(strict.Errors))
-			for i := range strict.Errors {
-				row, _ := strict.Errors[i].Position()
-				fields = append(fields, fmt.Sprintf("%s (line %d)", strings.Join(strict.Errors[i].Key(), "."), row))
-			}
-			return nil, fmt.Errorf("device-type registry: unknown fields %s: %w", strings.Join(fields, ", "), err)
-		}
-		return nil, fmt.Errorf("device-type registry: %w", err)
+	if err := decodeStrictTOML(data, "device-type registry", &doc); err != nil {
+		return nil, err
 	}
 	if len(doc.DeviceType) == 0 {
 		return nil, errors.New("device-type registry: no device types")
@@ -219,4 +208,25 @@ func manifestPartition(dt DeviceType) map[string]any {
 		return map[string]any{"primary": 4, "logical": dt.ConfigPartition - 4}
 	}
 	return map[string]any{"primary": dt.ConfigPartition}
+}
+
+// decodeStrictTOML decodes data into v, refusing unknown fields: what names the document in errors, and an
+// unknown field is named with its line.
+func decodeStrictTOML(data []byte, what string, v any) error {
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		fields := make([]string, 0, len(strict.Errors))
+		for i := range strict.Errors {
+			row, _ := strict.Errors[i].Position()
+			fields = append(fields, fmt.Sprintf("%s (line %d)", strings.Join(strict.Errors[i].Key(), "."), row))
+		}
+		return fmt.Errorf("%s: unknown fields %s: %w", what, strings.Join(fields, ", "), err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

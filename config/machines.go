@@ -1,15 +1,12 @@
 package config
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
-
-	"github.com/pelletier/go-toml/v2"
 )
 
 // Machine is what building a container for a device type needs to know of it: the vocabulary of balena's
@@ -44,19 +41,8 @@ func ParseMachines(data []byte) ([]Machine, error) {
 	var doc struct {
 		Machines []Machine `toml:"machines"`
 	}
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		var strict *toml.StrictMissingError
-		if errors.As(err, &strict) {
-			fields := make([]string, 0, len(strict.Errors))
-			for i := range strict.Errors {
-				row, _ := strict.Errors[i].Position()
-				fields = append(fields, fmt.Sprintf("%s (line %d)", strings.Join(strict.Errors[i].Key(), "."), row))
-			}
-			return nil, fmt.Errorf("device-type vocabulary: unknown fields %s", strings.Join(fields, ", "))
-		}
-		return nil, fmt.Errorf("device-type vocabulary: %w", err)
+	if err := decodeStrictTOML(data, "device-type vocabulary", &doc); err != nil {
+		return nil, err
 	}
 	if len(doc.Machines) == 0 {
 		return nil, errors.New("device-type vocabulary: no device types")
