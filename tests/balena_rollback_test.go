@@ -24,6 +24,7 @@ import (
 // rollback to be the old OS's, and the breadcrumbs where balena's scripts leave them. The oracle lives
 // outside the repository (HOSTOS_BALENA_ORACLE, by default the shared checkout beside it).
 func TestBalenaRollbackServices(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	if os.Geteuid() != 0 {
 		testtool.Missing(t, "balena's scripts run in a chroot on loop devices: needs root")
 	}

@@ -11,6 +11,7 @@ import (
 
 // TestBuildReproducible: two builds of the same inputs with the same SOURCE_DATE_EPOCH are byte-identical.
 func TestBuildReproducible(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	fx := newFixture(t, "genericx86-64-ext", "msdos", "")
 	env := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	a, b := filepath.Join(fx.dir, "a.img"), filepath.Join(fx.dir, "b.img")
@@ -49,6 +50,7 @@ func TestBuildDefault(t *testing.T) {
 
 // TestBuildCompressedAndBmap: --compress and --bmap outputs decompress and copy to the raw image.
 func TestBuildCompressedAndBmap(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	fx := newFixture(t, "genericx86-64-ext", "msdos", "")
 	env := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	raw := filepath.Join(fx.dir, "raw.img")

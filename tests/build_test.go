@@ -150,6 +150,7 @@ func inspectJSON(t testing.TB, img string, args ...string) inspectReport {
 // TestBuildLayouts builds msdos+FAT16, msdos+FAT32 and gpt images as an unprivileged user and judges them
 // with sfdisk, blkid, e2fsck, fsck.vfat, md5sum and balena's own tools.
 func TestBuildLayouts(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	cases := []struct {
 		name, deviceType, table string
 		fatVersion              string

@@ -138,6 +138,7 @@ func configureInputs(t *testing.T, dir string) []string {
 // TestConfigureInterop configures images made by hostos and by a shell script with every flag at once and
 // has balena's own tools read the result; a second identical run changes nothing.
 func TestConfigureInterop(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	for name, mk := range imageCases(t) {
 		t.Run(name, func(t *testing.T) {
 			img := mk(t)
@@ -233,6 +234,7 @@ func TestConfigureInterop(t *testing.T) {
 
 // TestConfigureReadsBalena: what balena-device-init configure() writes, hostos reads.
 func TestConfigureReadsBalena(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	for _, name := range []string{"built-msdos-fat16", "shell-gpt-fat32"} {
 		t.Run(name, func(t *testing.T) {
 			img := imageCases(t)[name](t)
@@ -271,6 +273,7 @@ func TestConfigureReadsBalena(t *testing.T) {
 // TestConfigureOutput: --output leaves the input untouched, also for compressed inputs, which are
 // refused in place with a message saying how to proceed.
 func TestConfigureOutput(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	img := builtImage(t, "genericx86-64-ext", "msdos")
 	dir := t.TempDir()
 	zst := filepath.Join(dir, "in.img.zst")
@@ -408,6 +411,7 @@ func TestConfigureBootDir(t *testing.T) {
 // TestConfigureBadInputs: each bad input gives one line naming the problem, exit 1 (2 for bad usage),
 // and leaves the image's bytes exactly as they were.
 func TestConfigureBadInputs(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	img := builtImage(t, "genericx86-64-ext", "msdos")
 	dir := t.TempDir()
 	write := func(name, body string) string {

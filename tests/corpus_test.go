@@ -82,6 +82,7 @@ func patchGPTEntry(t *testing.T, path string, n int, first, last uint64) {
 // sources and servers that fail, config, keyfile and spec inputs, and flags used wrongly. Each case: one
 // line naming the problem, the exit code, every input byte unchanged, nothing left behind, bounded time.
 func TestBadInputCorpusMore(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	fx := newUpdateFixture(t, "genericx86-64-ext")
 	dir := t.TempDir()
 	img := copyFile(t, fx.img, filepath.Join(dir, "good.img"))

@@ -136,6 +136,7 @@ func rewriteDelta(t *testing.T, src, dst string, key []byte, edit func([]byte, d
 // (the running slot is not version 1), a missing chunk, a truncated delta and an unsigned delta each fail
 // with one line, with the image unchanged (slot A's head, the bootloader's environment: every byte).
 func TestDeltaUpdate(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	e2fsck := testtool.Need(t, "e2fsck")
 	dir := t.TempDir()
 	env := []string{"SOURCE_DATE_EPOCH=1700000000"}

@@ -128,6 +128,7 @@ func mkfifo(t *testing.T, p string) string {
 // TestBadInputCorpus: images with crafted tables, images and flag files that are FIFOs or endless devices,
 // outputs that are devices or inputs, and images another writer holds.
 func TestBadInputCorpus(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	fx := newUpdateFixture(t, "genericx86-64-ext")
 	dir := t.TempDir()
 	img := copyFile(t, fx.img, filepath.Join(dir, "good.img"))

@@ -73,6 +73,7 @@ func shellImage(t *testing.T, table string, fatBits int, bootLabel string) strin
 // TestInspectForeignImages: inspect reads images made without hostos: MBR with logical partitions or GPT,
 // FAT16 or FAT32, an upper-case RESIN-BOOT label; secrets are redacted unless asked for.
 func TestInspectForeignImages(t *testing.T) {
+	t.Parallel() // own images and work directories: runs beside the other long tests
 	cases := []struct {
 		table string
 		bits  int
