@@ -261,6 +261,9 @@ func treeDigest(t *testing.T, dir string) []string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil // the caller's directory: its mtime is when the store was written into it
+		}
 		line := fmt.Sprintf("%s %v %d %d", rel, fi.Mode(), fi.Size(), fi.ModTime().Unix())
 		switch {
 		case fi.Mode().IsRegular():
