@@ -9,6 +9,7 @@ package update
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/hostos/hostos/hostapp/bootenv"
 )
@@ -124,9 +125,26 @@ func HealthRollback(s State) (Step, error) {
 // trial itself came up, clear the boot count: the bootloader counts boots that never reach this point,
 // and a clean reboot before the health checks end must not count as a failed boot. ok is false when
 // there is nothing to do.
+//
+// With nothing pending, breadcrumbs of an update that ended (balenaOS's rollback-stop removes them) are
+// stale: an update cut off between leaving them and switching the bootloader, or a commit cut off between
+// the switch and their removal. They are removed, so that no rollback service acts on them.
 func Altboot(s State) (step Step, ok bool) {
 	if !s.Pending() {
-		return Step{}, false
+		var stale []string
+		for _, c := range stopped {
+			if s.Crumbs[c] {
+				stale = append(stale, c)
+			}
+		}
+		if len(stale) == 0 {
+			return Step{}, false
+		}
+		return Step{
+			Env:    s.Env,
+			Remove: stale,
+			What:   fmt.Sprintf("no update pending: the breadcrumbs of one that never switched removed (%s)", strings.Join(stale, ", ")),
+		}, true
 	}
 	if s.Booted == s.Env.Root {
 		if s.Env.BootCount == 0 {

@@ -65,6 +65,20 @@ func TestDecisions(t *testing.T) {
 		}
 	}
 
+	// Nothing pending but an ended update's breadcrumbs present (an update cut off before its switch, a commit
+	// before their removal): they go, the environment and the triggered ones stay.
+	stale := st(a, false, 0, a)
+	stale.Crumbs = map[string]bool{HealthBreadcrumb: true, AltbootBreadcrumb: true, HealthVariables: true, HealthTriggered: true}
+	if s, ok := Altboot(stale); !ok || s.Env != stale.Env || s.Reboot || len(s.Touch) != 0 ||
+		!reflect.DeepEqual(s.Remove, []string{HealthVariables, AltbootBreadcrumb, HealthBreadcrumb}) {
+		t.Errorf("altboot with stale breadcrumbs: %+v %v", s, ok)
+	}
+	kept := st(a, false, 0, a)
+	kept.Crumbs = map[string]bool{HealthTriggered: true, AltbootTriggered: true}
+	if s, ok := Altboot(kept); ok {
+		t.Errorf("altboot removes what a rollback reported: %+v", s)
+	}
+
 	if s := Rollback(st(b, true, 1, b)); s.Env != (bootenv.Env{Root: a}) {
 		t.Errorf("manual rollback while pending: %+v", s)
 	}
