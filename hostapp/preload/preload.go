@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/hostos/hostos/config"
@@ -461,7 +460,7 @@ func (o Options) sources(p *compose.Project) ([]*source, map[string]string, erro
 		if src == "" {
 			src = container.PrefixRegistry + name
 		}
-		named, err := reference.ParseNormalizedNamed(name)
+		ref, err := enginestore.ParseRef(name)
 		if err != nil {
 			return nil, nil, fmt.Errorf("service %s: image %q: %w", s.Name, name, err)
 		}
@@ -469,16 +468,16 @@ func (o Options) sources(p *compose.Project) ([]*source, map[string]string, erro
 		if sc == nil {
 			sc = &source{ref: src}
 			if strings.HasPrefix(src, container.PrefixRegistry) {
-				if r, err := reference.ParseNormalizedNamed(strings.TrimPrefix(src, container.PrefixRegistry)); err == nil {
-					sc.repo = reference.FamiliarName(r)
+				if r, err := enginestore.ParseRef(strings.TrimPrefix(src, container.PrefixRegistry)); err == nil {
+					sc.repo = r.Repo
 				}
 			}
 			by[src] = sc
 			list = append(list, sc)
 		}
 		sc.services = append(sc.services, s.Name)
-		if dg, ok := named.(reference.Digested); ok {
-			h, err := v1.NewHash(dg.Digest().String())
+		if ref.Digest != "" {
+			h, err := v1.NewHash(ref.Digest)
 			if err != nil {
 				return nil, nil, fmt.Errorf("service %s: image %q: %w", s.Name, name, err)
 			}
@@ -487,12 +486,12 @@ func (o Options) sources(p *compose.Project) ([]*source, map[string]string, erro
 			}
 			sc.digest = h
 			if sc.repo == "" {
-				sc.repo = reference.FamiliarName(named)
+				sc.repo = ref.Repo
 			}
-			names[s.Name] = reference.FamiliarName(named) + "@" + h.String()
+			names[s.Name] = ref.Repo + "@" + h.String()
 			continue
 		}
-		tag := reference.FamiliarString(reference.TagNameOnly(named))
+		tag := ref.OrLatest().String()
 		if !contains(sc.tags, tag) {
 			sc.tags = append(sc.tags, tag)
 		}

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/hostos/hostos/hostapp/container"
+	"github.com/hostos/hostos/rootfs/enginestore"
 )
 
 // SupervisorRepo is the repository balenaOS's docker-disk recipe tags the supervisor image with, beside
@@ -36,25 +36,15 @@ func supervisor(spec, version string) (*source, error) {
 	if name == "" || src == "" {
 		return nil, fmt.Errorf("supervisor %q: want [IMAGE=]SOURCE", spec)
 	}
-	named, err := reference.ParseNormalizedNamed(name)
+	ref, err := enginestore.ParseRef(name)
 	if err != nil {
 		return nil, fmt.Errorf("supervisor image %q: %w", name, err)
 	}
-	s := &source{ref: src, services: []string{"the supervisor"}, repo: reference.FamiliarName(named)}
-	plain := reference.TrimNamed(named)
-	var tag string
-	if tg, ok := named.(reference.Tagged); ok {
-		tag = tg.Tag()
-		t, err := reference.WithTag(plain, tag)
-		if err != nil {
-			return nil, fmt.Errorf("supervisor image %q: %w", name, err)
-		}
-		s.tags = append(s.tags, reference.FamiliarString(t))
-	} else {
-		s.tags = append(s.tags, reference.FamiliarName(plain)+":latest")
-	}
-	if dg, ok := named.(reference.Digested); ok {
-		if s.digest, err = v1.NewHash(dg.Digest().String()); err != nil {
+	s := &source{ref: src, services: []string{"the supervisor"}, repo: ref.Repo}
+	tag := ref.Tag
+	s.tags = append(s.tags, enginestore.Ref{Repo: ref.Repo, Tag: tag}.OrLatest().String())
+	if ref.Digest != "" {
+		if s.digest, err = v1.NewHash(ref.Digest); err != nil {
 			return nil, fmt.Errorf("supervisor image %q: %w", name, err)
 		}
 	}

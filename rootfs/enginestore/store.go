@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/hostos/hostos/rootfs/tree"
@@ -184,29 +183,29 @@ func (im Image) references() ([][2]string, error) {
 		}
 	}
 	for _, t := range im.Tags {
-		named, err := reference.ParseNormalizedNamed(t)
+		r, err := ParseRef(t)
 		if err != nil {
 			return nil, fmt.Errorf("image tag %q: %w", t, err)
 		}
-		if _, ok := named.(reference.Digested); ok {
+		if r.Digest != "" {
 			return nil, fmt.Errorf("image tag %q: a digest reference; give the digest as the manifest digest", t)
 		}
-		named = reference.TagNameOnly(named)
-		out = append(out, [2]string{reference.FamiliarName(named), reference.FamiliarString(named)})
-		addRepo(reference.FamiliarName(named))
+		r = r.OrLatest()
+		out = append(out, [2]string{r.Repo, r.String()})
+		addRepo(r.Repo)
 	}
 	if im.SourceRepo != "" {
-		named, err := reference.ParseNormalizedNamed(im.SourceRepo)
+		r, err := ParseRef(im.SourceRepo)
 		if err != nil {
 			return nil, fmt.Errorf("image source repository %q: %w", im.SourceRepo, err)
 		}
-		if _, ok := named.(reference.NamedTagged); ok {
+		if r.Tag != "" {
 			return nil, fmt.Errorf("image source repository %q: a repository, without tag", im.SourceRepo)
 		}
-		if _, ok := named.(reference.Digested); ok {
+		if r.Digest != "" {
 			return nil, fmt.Errorf("image source repository %q: a repository, without digest", im.SourceRepo)
 		}
-		addRepo(reference.FamiliarName(named))
+		addRepo(r.Repo)
 	}
 	if im.ManifestDigest != (v1.Hash{}) {
 		if im.ManifestDigest.Algorithm != "sha256" || len(im.ManifestDigest.Hex) != 64 {
@@ -227,11 +226,11 @@ func (im Image) sourceRepository() string {
 	if im.SourceRepo == "" {
 		return ""
 	}
-	named, err := reference.ParseNormalizedNamed(im.SourceRepo)
+	r, err := ParseRef(im.SourceRepo)
 	if err != nil {
 		return ""
 	}
-	return named.Name()
+	return r.Name
 }
 
 // Add writes images into the engine store under the data root of the staged tree root (created when
