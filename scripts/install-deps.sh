@@ -3,7 +3,7 @@
 # the real tools that judge its images. `install-deps.sh e2e` adds what the QEMU end-to-end test boots with.
 # Installs only what is missing; needs root (or sudo) for that.
 set -euo pipefail
-pkgs=(e2fsprogs dosfstools mtools fdisk util-linux genimage bmap-tools grub-common libubootenv-tool zstd xz-utils gzip tar
+pkgs=(e2fsprogs dosfstools mtools fdisk util-linux genimage bmap-tools grub-common libubootenv-tool zstd xz-utils gzip isal tar
   python3 python3-gi gir1.2-glib-2.0 openssh-client openssl
   docker.io docker-registry casync time)  # the real engine (20.10, overlay2) judging preloaded stores; a real registry;
   # casync judging the delta chunker; GNU time for the benches' peak RSS

@@ -45,9 +45,13 @@ func (ra *readAhead) fill(r io.Reader) {
 		case <-ra.stop:
 			return
 		}
-		n, err := io.ReadFull(r, b)
-		if err == io.ErrUnexpectedEOF {
-			err = io.EOF
+		// Not io.ReadFull: it reports a short last chunk as io.ErrUnexpectedEOF, which cannot be told
+		// from the same error of a truncated stream, and only the latter is an error.
+		n, err := 0, error(nil)
+		for n < len(b) && err == nil {
+			var m int
+			m, err = r.Read(b[n:])
+			n += m
 		}
 		select {
 		case ra.chunks <- chunk{b[:n], err}:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -54,6 +55,13 @@ func openTar(src string, progress *progressReader) (io.ReadCloser, error) {
 	var r io.Reader
 	var closeFn func() error
 	switch {
+	case bytes.HasPrefix(head, magicGzip) && haveIgzip():
+		tr, err := newToolReader(br, "igzip", "--decompress", "--stdout")
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("tar archive %s: gzip: %w", src, err)
+		}
+		r, closeFn = tr, tr.Close
 	case bytes.HasPrefix(head, magicGzip):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
@@ -70,7 +78,7 @@ func openTar(src string, progress *progressReader) (io.ReadCloser, error) {
 		}
 		r, closeFn = zr, func() error { zr.Close(); return nil }
 	case bytes.HasPrefix(head, magicXz):
-		xr, err := newXzReader(br)
+		xr, err := newToolReader(br, "xz", "--decompress", "--stdout", "--threads=0")
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("tar archive %s: xz: %w", src, err)
@@ -97,50 +105,60 @@ func (c *archiveFile) Close() error {
 	return err
 }
 
-// xzReader decompresses with the xz tool, several times faster than a Go decoder.
-type xzReader struct {
+// haveIgzip tells whether ISA-L's igzip is installed: it inflates about three times as fast as the Go
+// decoder (0.23 s against 0.70 s for 300 MB here), and gzip decompression is most of a .tar.gz build.
+// A variable, so that tests can take the Go decoder where igzip is installed.
+var haveIgzip = sync.OnceValue(func() bool {
+	_, err := exec.LookPath("igzip")
+	return err == nil
+})
+
+// toolReader decompresses with a program (xz, igzip) reading r, on another core: xz's and igzip's
+// decoders are several times faster than the Go ones.
+type toolReader struct {
 	io.Reader
+	name   string
 	cmd    *exec.Cmd
 	stderr bytes.Buffer
 }
 
-func newXzReader(r io.Reader) (*xzReader, error) {
-	x := &xzReader{cmd: exec.Command("xz", "--decompress", "--stdout", "--threads=0")}
-	x.cmd.Stdin = r
-	x.cmd.Stderr = &x.stderr
-	out, err := x.cmd.StdoutPipe()
+func newToolReader(r io.Reader, name string, args ...string) (*toolReader, error) {
+	t := &toolReader{name: name, cmd: exec.Command(name, args...)}
+	t.cmd.Stdin = r
+	t.cmd.Stderr = &t.stderr
+	out, err := t.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	if err := x.cmd.Start(); err != nil {
+	if err := t.cmd.Start(); err != nil {
 		return nil, err
 	}
-	x.Reader = &xzChecked{r: out, x: x}
-	return x, nil
+	t.Reader = &toolChecked{r: out, t: t}
+	return t, nil
 }
 
-// xzChecked turns a failing xz run into a read error at the end of its output.
-type xzChecked struct {
+// toolChecked turns a failing run of the program into a read error at the end of its output.
+type toolChecked struct {
 	r    io.Reader
-	x    *xzReader
+	t    *toolReader
 	done bool
 }
 
-func (c *xzChecked) Read(b []byte) (int, error) {
+func (c *toolChecked) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	if errors.Is(err, io.EOF) && !c.done {
 		c.done = true
-		if werr := c.x.cmd.Wait(); werr != nil {
-			return n, fmt.Errorf("xz: %w: %s", werr, strings.TrimSpace(c.x.stderr.String()))
+		if werr := c.t.cmd.Wait(); werr != nil {
+			return n, fmt.Errorf("%s: %w: %s", c.t.name, werr, strings.TrimSpace(c.t.stderr.String()))
 		}
 	}
 	return n, err
 }
 
-func (x *xzReader) Close() error {
-	if x.cmd.ProcessState == nil {
-		x.cmd.Process.Kill()
-		x.cmd.Wait()
+func (t *toolReader) Close() error {
+	if t.cmd.ProcessState == nil {
+		t.cmd.Process.Kill()
+		t.cmd.Wait()
 	}
 	return nil
 }
