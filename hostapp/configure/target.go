@@ -13,7 +13,7 @@ import (
 	"github.com/hostos/hostos/partition"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/bootfs"
-	"github.com/hostos/hostos/rootfs/ext4"
+	"github.com/hostos/hostos/rootfs/hostappfs"
 	"github.com/hostos/hostos/rootfs/probe"
 )
 
@@ -57,7 +57,7 @@ func Open(d disk.Disk) (*Target, error) {
 		tg.Partition = p.Number
 	}
 	if root, err := probe.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
-		if b, err := ext4.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
+		if b, err := hostappfs.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
 			tg.OSVersion = config.OSVersion(b)
 		}
 	}

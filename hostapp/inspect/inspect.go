@@ -22,6 +22,7 @@ import (
 	"github.com/hostos/hostos/rootfs/enginestore"
 	"github.com/hostos/hostos/rootfs/ext4"
 	"github.com/hostos/hostos/rootfs/fat"
+	"github.com/hostos/hostos/rootfs/hostappfs"
 	"github.com/hostos/hostos/rootfs/probe"
 )
 
@@ -152,8 +153,10 @@ func newReport(d disk.Disk, t *partition.Table) *Report {
 
 func (r *Report) osRelease(d disk.Disk, t *partition.Table, bfs *fat.FS) {
 	if root, err := probe.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
-		if b, err := ext4.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
-			r.setOS(b, fmt.Sprintf("partition %d /etc/os-release", root.Number))
+		if o, err := hostappfs.OpenSlot(d, root.Start, root.Size); err == nil {
+			if b, err := o.ReadFile("/etc/os-release"); err == nil {
+				r.setOS(b, fmt.Sprintf("partition %d /etc/os-release%s", root.Number, map[hostappfs.Layout]string{hostappfs.Hostapp: " in the hostapp container"}[o.Layout()]))
+			}
 			if r.OSVersion != "" {
 				return
 			}

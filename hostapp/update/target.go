@@ -16,6 +16,7 @@ import (
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/bootfs"
 	"github.com/hostos/hostos/rootfs/ext4"
+	"github.com/hostos/hostos/rootfs/hostappfs"
 	"github.com/hostos/hostos/rootfs/probe"
 )
 
@@ -243,11 +244,11 @@ func (tg *Target) crumbs(s Step) error {
 	return nil
 }
 
-// SlotVersion reads the OS version in a slot from its /etc/os-release; "" when the slot holds no
-// readable system.
+// SlotVersion reads the OS version in a slot from its /etc/os-release, in a flat slot or in the
+// container a balenaOS hostapp slot's current link names; "" when the slot holds no readable system.
 func (tg *Target) SlotVersion(s bootenv.Slot) string {
 	p := tg.Slots[s]
-	b, err := ext4.ReadFile(tg.Disk, p.Start, p.Size, "/etc/os-release")
+	b, err := hostappfs.ReadFile(tg.Disk, p.Start, p.Size, "/etc/os-release")
 	if err != nil {
 		return ""
 	}

@@ -56,15 +56,20 @@ type OS struct {
 // ReadFile opens the ext4 filesystem at [off, off+size) of r, a root slot, and reads name from the OS
 // it holds, in either layout.
 func ReadFile(r io.ReaderAt, off, size int64, name string) ([]byte, error) {
-	fsys, err := ext4.Open(r, off, size)
-	if err != nil {
-		return nil, err
-	}
-	o, err := Open(fsys)
+	o, err := OpenSlot(r, off, size)
 	if err != nil {
 		return nil, err
 	}
 	return o.ReadFile(name)
+}
+
+// OpenSlot opens the ext4 filesystem at [off, off+size) of r, a root slot, and finds the OS it holds.
+func OpenSlot(r io.ReaderAt, off, size int64) (*OS, error) {
+	fsys, err := ext4.Open(r, off, size)
+	if err != nil {
+		return nil, err
+	}
+	return Open(fsys)
 }
 
 // Open finds the OS in a root slot's filesystem: the slot's own files, or for a hostapp slot the root of
