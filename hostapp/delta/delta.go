@@ -215,14 +215,15 @@ type Plan struct {
 	d       io.ReaderAt
 	payload int64
 	size    int64
-	at      map[[32]byte]int64 // base chunks by sum: their offset in base
+	from    []int64 // for each chunk of the index: its offset in base, or -1 when the delta carries it
+	probed  bool    // every chunk was found at its own offset or in the delta, the base not split
 }
 
 // NewBytes is how many bytes of the new image come from the delta rather than the base.
 func (pl *Plan) NewBytes() int64 {
 	var n int64
-	for _, c := range pl.Index.Chunks {
-		if _, ok := pl.at[c.Sum]; !ok {
+	for i, c := range pl.Index.Chunks {
+		if pl.from[i] < 0 {
 			n += c.Len
 		}
 	}
@@ -233,6 +234,13 @@ func (pl *Plan) NewBytes() int64 {
 // and digest (a different base is ErrWrongBase, naming the version the delta needs), then every chunk of
 // the delta (its sha256 against the index, none missing, nothing after the last; ErrCorrupt). The
 // returned Plan holds the header even on error, when the header could be read.
+//
+// A filesystem image keeps its unchanged blocks where they were, so Prepare first looks for each chunk
+// the new image takes from the base at the chunk's own offset, and takes the others from the delta in
+// order, each checked by its sha256: one read of the base. Only when that does not account for every
+// chunk (a chunk of the base moved, or the base or the delta is not what they should be) is the base
+// split as the delta's maker split it and checked against the digest the delta names. Either way every
+// byte of the new image is checked against the index.
 func Prepare(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.ReaderAt, size int64) (*Plan, error) {
 	h, payload, err := ReadHeader(d, size)
 	pl := &Plan{Header: h, base: base, d: d, payload: payload, size: size}
@@ -245,6 +253,12 @@ func Prepare(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.Reader
 	}
 	if baseAvail < h.BaseSize {
 		return pl, fmt.Errorf("%w: it needs %s (%d bytes), the base has %d bytes", ErrWrongBase, need, h.BaseSize, baseAvail)
+	}
+	if from, err := probe(ctx, h, base, d, payload, size); err != nil {
+		return pl, err
+	} else if from != nil {
+		pl.from, pl.probed = from, true
+		return pl, nil
 	}
 	// The base's chunks, found by splitting it with the delta's parameters.
 	at := map[[32]byte]int64{}
@@ -262,25 +276,66 @@ func Prepare(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.Reader
 	if !bytes.Equal(whole.Sum(nil), h.BaseSum[:]) {
 		return pl, fmt.Errorf("%w: it needs %s, the running slot differs", ErrWrongBase, need)
 	}
-	pl.at = at
 	// Every chunk the delta carries, checked without writing.
-	if err := eachNew(ctx, h, at, d, payload, size, func(Chunk, []byte) error { return nil }); err != nil {
+	from := make([]int64, len(h.Index.Chunks))
+	for i, c := range h.Index.Chunks {
+		from[i] = -1
+		if off, ok := at[c.Sum]; ok {
+			from[i] = off
+		}
+	}
+	if err := eachNew(ctx, h, from, d, payload, size, func(int, []byte) error { return nil }); err != nil {
 		return pl, err
 	}
+	pl.from = from
 	return pl, nil
+}
+
+// probe looks for each chunk of the new image at its own offset in the base, else next in the delta's
+// payload, and returns where each comes from; nil when that does not account for every chunk and the
+// whole payload, the base then to be split. Only the context's error is returned as an error.
+func probe(ctx context.Context, h Header, base io.ReaderAt, d io.ReaderAt, payload, size int64) ([]int64, error) {
+	zr, err := zstd.NewReader(io.NewSectionReader(d, payload, size-payload), zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return nil, nil
+	}
+	defer zr.Close()
+	from := make([]int64, len(h.Index.Chunks))
+	buf := make([]byte, h.Index.Params.Max)
+	for i, c := range h.Index.Chunks {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		b := buf[:c.Len]
+		if c.Off+c.Len <= h.BaseSize {
+			if _, err := base.ReadAt(b, c.Off); err == nil && sha256.Sum256(b) == c.Sum {
+				from[i] = c.Off
+				continue
+			}
+		}
+		if _, err := io.ReadFull(zr, b); err != nil || sha256.Sum256(b) != c.Sum {
+			return nil, nil
+		}
+		from[i] = -1
+	}
+	var one [1]byte
+	if n, err := zr.Read(one[:]); n > 0 || !errors.Is(err, io.EOF) {
+		return nil, nil
+	}
+	return from, nil
 }
 
 // WriteTo streams the new image to w, chunk by chunk: each chunk taken from the base is hashed again
 // (ErrWrongBase when the base changed since Prepare), each of the delta's too. progress, if not nil,
 // gets the bytes written and the image size.
 func (pl *Plan) WriteTo(ctx context.Context, w io.Writer, progress func(done, total int64)) error {
-	if pl.at == nil {
+	if pl.from == nil {
 		return errors.New("delta: not prepared")
 	}
 	if progress == nil {
 		progress = func(int64, int64) {}
 	}
-	h, at, base := pl.Header, pl.at, pl.base
+	h, from, base := pl.Header, pl.from, pl.base
 	var done int64
 	buf := make([]byte, h.Index.Params.Max)
 	next := 0
@@ -297,11 +352,7 @@ func (pl *Plan) WriteTo(ctx context.Context, w io.Writer, progress func(done, to
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			c := h.Index.Chunks[next]
-			off, ok := at[c.Sum]
-			if !ok {
-				return nil // a new chunk: the caller writes it
-			}
+			c, off := h.Index.Chunks[next], from[next]
 			b := buf[:c.Len]
 			if _, err := base.ReadAt(b, off); err != nil {
 				return fmt.Errorf("read base at %d: %w", off, err)
@@ -315,8 +366,7 @@ func (pl *Plan) WriteTo(ctx context.Context, w io.Writer, progress func(done, to
 		}
 		return nil
 	}
-	err := eachNew(ctx, h, at, pl.d, pl.payload, pl.size, func(c Chunk, data []byte) error {
-		i := indexOf(h.Index.Chunks, next, c.Off)
+	err := eachNew(ctx, h, from, pl.d, pl.payload, pl.size, func(i int, data []byte) error {
 		if err := fromBase(i); err != nil {
 			return err
 		}
@@ -335,17 +385,9 @@ func (pl *Plan) WriteTo(ctx context.Context, w io.Writer, progress func(done, to
 	return nil
 }
 
-// indexOf finds the chunk at offset off, searching from i.
-func indexOf(chunks []Chunk, i int, off int64) int {
-	for i < len(chunks) && chunks[i].Off != off {
-		i++
-	}
-	return i
-}
-
-// eachNew decodes the delta's payload and calls fn with each chunk of the index that base lacks, in
-// order, after checking its sha256.
-func eachNew(ctx context.Context, h Header, at map[[32]byte]int64, d io.ReaderAt, payload, size int64, fn func(Chunk, []byte) error) error {
+// eachNew decodes the delta's payload and calls fn with the index position and data of each chunk the
+// delta carries (from[i] < 0), in order, after checking its sha256.
+func eachNew(ctx context.Context, h Header, from []int64, d io.ReaderAt, payload, size int64, fn func(int, []byte) error) error {
 	zr, err := zstd.NewReader(io.NewSectionReader(d, payload, size-payload), zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -353,7 +395,7 @@ func eachNew(ctx context.Context, h Header, at map[[32]byte]int64, d io.ReaderAt
 	defer zr.Close()
 	buf := make([]byte, h.Index.Params.Max)
 	for i, c := range h.Index.Chunks {
-		if _, ok := at[c.Sum]; ok {
+		if from[i] >= 0 {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -369,7 +411,7 @@ func eachNew(ctx context.Context, h Header, at map[[32]byte]int64, d io.ReaderAt
 		if sha256.Sum256(b) != c.Sum {
 			return fmt.Errorf("%w: chunk %d (%x): sha256 mismatch", ErrCorrupt, i, c.Sum[:8])
 		}
-		if err := fn(c, b); err != nil {
+		if err := fn(i, b); err != nil {
 			return err
 		}
 	}

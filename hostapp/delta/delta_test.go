@@ -305,3 +305,56 @@ func TestFastMod(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareProbe: a change in place is applied from one read of the base, every chunk found at its own
+// offset or in the delta; a base whose chunks moved is split as the delta's maker split it; a base that
+// differs where the new image reads it is the wrong base; each result is the target, byte for byte.
+func TestPrepareProbe(t *testing.T) {
+	base := randomBytes(4<<20, 11)
+	inPlace := bytes.Clone(base)
+	copy(inPlace[2<<20:], randomBytes(64<<10, 12))
+	shifted := append(randomBytes(1000, 13), base...)
+	otherBase := bytes.Clone(base)
+	copy(otherBase[1<<20:], randomBytes(4096, 14)) // where inPlace takes its bytes from the base
+
+	for _, c := range []struct {
+		name         string
+		target, base []byte
+		probed       bool
+		wrongBase    bool
+	}{
+		{"in place", inPlace, base, true, false},
+		{"shifted", shifted, base, false, false},
+		{"wrong base", inPlace, otherBase, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var d bytes.Buffer
+			if _, err := Create(context.Background(), bytes.NewReader(base), int64(len(base)), "1", bytes.NewReader(c.target), int64(len(c.target)), DefaultParams, &d); err != nil {
+				t.Fatal(err)
+			}
+			pl, err := Prepare(context.Background(), bytes.NewReader(c.base), int64(len(c.base)), bytes.NewReader(d.Bytes()), int64(d.Len()))
+			if c.wrongBase {
+				if !errors.Is(err, ErrWrongBase) {
+					t.Fatalf("Prepare: %v, want ErrWrongBase", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pl.probed != c.probed {
+				t.Errorf("probed = %v, want %v", pl.probed, c.probed)
+			}
+			if n := pl.NewBytes(); n > 512<<10 {
+				t.Errorf("%d bytes from the delta for a small change", n)
+			}
+			var out bytes.Buffer
+			if err := pl.WriteTo(context.Background(), &out, nil); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), c.target) {
+				t.Fatal("the image written differs from the target")
+			}
+		})
+	}
+}
