@@ -124,9 +124,11 @@ are accepted.`,
 			if tempDir == "" && tf.image != "" {
 				tempDir = filepath.Dir(tf.image)
 			}
+			counter, hostapp := tg.HostappLayout() // balenaOS's slots: write the new one the same way
 			payload, err := source.Open(cmd.Context(), args[0], source.Options{
 				Keys: pubs, DeviceType: tg.DeviceType, RootSize: slot.Size, TempDir: tempDir, Progress: p.update,
 				RegistryAuth: auth, Base: io.NewSectionReader(tg.Disk, running.Start, running.Size), BaseSize: running.Size,
+				Hostapp: hostapp, HostappCounter: counter,
 			})
 			if err != nil {
 				return err

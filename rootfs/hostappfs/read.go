@@ -106,6 +106,9 @@ func Open(fsys FS) (*OS, error) {
 // Layout tells how the slot holds the OS.
 func (o *OS) Layout() Layout { return o.layout }
 
+// Slot is the slot's own filesystem, where a hostapp slot keeps its links and counter.
+func (o *OS) Slot() FS { return o.fsys }
+
 // Container is the id of the hostapp's container; "" for a flat slot.
 func (o *OS) Container() string { return o.container }
 

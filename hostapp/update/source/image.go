@@ -173,6 +173,7 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 		return nil, fmt.Errorf("update %s: %w", what, err)
 	}
 	root.Close()
+	os.RemoveAll(filepath.Join(work, hostappDir))
 	o.Progress(step, 1, 1)
 	f, err := os.Open(img)
 	if err != nil {
@@ -196,6 +197,14 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 // outside the root.
 func stage(ctx context.Context, src string, kind tree.Kind, work string, o Options) (*ext4.Root, error) {
 	var err error
+	if o.Hostapp && kind == tree.KindOCI {
+		if src, err = singleImageLayout(ctx, src, filepath.Join(work, "oci-pick"), o); err != nil {
+			return nil, err
+		}
+	}
+	if o.Hostapp {
+		return stageHostapp(ctx, src, kind, work, o)
+	}
 	switch kind {
 	case tree.KindDir:
 		return ext4.StageRoot(ctx, src, kind, work, nil)

@@ -88,6 +88,12 @@ type Options struct {
 	Base     io.ReaderAt
 	BaseSize int64
 
+	// Hostapp makes a container image source (OCI, docker save archive, registry) into a slot in
+	// balenaOS's hostapp layout (rootfs/hostappfs) instead of a flat root filesystem, with update
+	// counter HostappCounter (at least 1); any other source but a bundle or an ext4 image is then refused.
+	Hostapp        bool
+	HostappCounter int
+
 	url string // the http(s) URL the source is read from: a chunked bundle's store is next to it
 	// Progress, when set, is called with a step and bytes done of total (0 when unknown) while a
 	// source is downloaded, staged or made into an image.
