@@ -4,8 +4,6 @@ package compose
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +13,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/compose-spec/compose-go/v2/loader"
-	"github.com/compose-spec/compose-go/v2/template"
-	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v4"
 )
 
@@ -70,7 +65,7 @@ func Parse(data []byte, opts ...Option) (*Project, []string, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &parser{opts: o, lines: map[string]int{}}
+	p := &parser{opts: o, lines: map[string]int{}, unset: map[string]bool{}}
 	proj, err := p.parse(data)
 	if err != nil {
 		return nil, nil, err
@@ -83,6 +78,8 @@ type parser struct {
 	lines    map[string]int // dotted path → line of its key
 	raw      map[string]any
 	warnings []string
+	unset    map[string]bool // variables already warned about
+	depth    int             // files included or extended from, for a file read by include or extends
 }
 
 // errorf returns an error for path (dotted, e.g. "services.web.ports"), with the line of the longest prefix
@@ -117,6 +114,28 @@ func (p *parser) line(path string) int {
 }
 
 func (p *parser) parse(data []byte) (*Project, error) {
+	top, err := p.read(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.precheck(); err != nil {
+		return nil, err
+	}
+	delete(top, "version")
+	delete(top, "name")
+	top, err = p.interpolate(top)
+	if err != nil {
+		return nil, err
+	}
+	model, err := p.model(top)
+	if err != nil {
+		return nil, err
+	}
+	return p.project(model)
+}
+
+// read decodes one YAML document, bounded in size, nodes and depth, indexing the line of every key.
+func (p *parser) read(data []byte) (map[string]any, error) {
 	if len(data) > MaxSize {
 		return nil, fmt.Errorf("%s: %d bytes, more than the %d a compose file may have", p.opts.name, len(data), MaxSize)
 	}
@@ -150,72 +169,7 @@ func (p *parser) parse(data []byte) (*Project, error) {
 		return nil, fmt.Errorf("%s: the top level is not a mapping", p.opts.name)
 	}
 	p.raw = top
-	if err := p.precheck(); err != nil {
-		return nil, err
-	}
-	delete(top, "version")
-	delete(top, "name")
-
-	env := p.opts.env
-	if env == nil {
-		env = map[string]string{}
-	}
-	unset := map[string]bool{}
-	details := types.ConfigDetails{
-		WorkingDir:  p.opts.dir,
-		ConfigFiles: []types.ConfigFile{{Filename: p.opts.name, Config: top}},
-		Environment: env,
-	}
-	project, err := loader.LoadWithContext(context.Background(), details, func(lo *loader.Options) {
-		lo.SetProjectName("hostos", true)
-		lo.ResolvePaths = p.opts.dir != ""
-		lo.Profiles = []string{"*"}
-		lo.Interpolate.Substitute = func(s string, m template.Mapping) (string, error) {
-			for _, name := range plainVariables(s) {
-				if _, ok := env[name]; !ok && !unset[name] {
-					unset[name] = true
-					p.warnf("", "variable %s is not set; it reads as an empty string", name)
-				}
-			}
-			return template.SubstituteWithOptions(s, m, template.WithoutLogging)
-		}
-		lo.Interpolate.LookupValue = func(key string) (string, bool) {
-			v, ok := env[key]
-			return v, ok
-		}
-		for path, cast := range lo.Interpolate.TypeCastMapping {
-			lo.Interpolate.TypeCastMapping[path] = quietBool(cast)
-		}
-	})
-	if err != nil {
-		return nil, p.loaderError(err)
-	}
-	js, err := json.Marshal(project)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p.opts.name, err)
-	}
-	var model map[string]any
-	if err := json.Unmarshal(js, &model); err != nil {
-		return nil, fmt.Errorf("%s: %w", p.opts.name, err)
-	}
-	return p.project(model)
-}
-
-// quietBool keeps compose-go's boolean cast from logging about YAML 1.1 spellings (yes, on, ...): a boolean
-// cast accepts "true"; every other cast is returned unchanged.
-func quietBool(cast func(string) (any, error)) func(string) (any, error) {
-	if v, err := cast("true"); err != nil || v != true {
-		return cast
-	}
-	return func(s string) (any, error) {
-		switch strings.ToLower(s) {
-		case "y", "yes", "on":
-			return true, nil
-		case "n", "no", "off":
-			return false, nil
-		}
-		return cast(s)
-	}
+	return top, nil
 }
 
 // plainVariables returns the names of the variables s substitutes without a default, an alternative or an
@@ -340,7 +294,7 @@ func (p *parser) precheck() error {
 		}
 	}
 	services, _ := p.raw["services"].(map[string]any)
-	if len(services) == 0 {
+	if len(services) == 0 && p.depth == 0 {
 		return p.errorf("services", "no services")
 	}
 	for _, name := range sortedKeys(services) {

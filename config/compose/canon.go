@@ -1,0 +1,1573 @@
+package compose
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/go-connections/nat"
+	"github.com/docker/go-units"
+	"github.com/mattn/go-shellwords"
+	"github.com/xhit/go-str2duration/v2"
+)
+
+// This file checks the type of every field of a service, volume and network and writes it in Compose's
+// canonical long syntax, with the values compose-go's model gives it once marshalled to JSON (omitted
+// when empty, byte sizes as decimal strings, durations as Go durations, commands split as a shell does).
+
+// composeFields are the service fields of the Compose specification that balena neither applies nor
+// refuses: accepted with a warning, kept as written.
+var composeFields = map[string]bool{
+	"annotations": true, "attach": true, "cgroup": true, "cpu_rt_period": true, "cpu_rt_runtime": true,
+	"device_cgroup_rules": true, "pull_refresh_after": true, "umask": true, "use_api_socket": true,
+	"uts": true, "volumes_from": true,
+	"post_start": true, "pre_start": true, "pre_stop": true,
+}
+
+var containerNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[a-zA-Z0-9][a-zA-Z0-9_.-]+`) })
+
+type fieldError string
+
+func (e fieldError) Error() string { return string(e) }
+
+func errf(format string, args ...any) error { return fieldError(fmt.Sprintf(format, args...)) }
+
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case int, int64, uint64, float64:
+		return "a number"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// quote shows a scalar in a message.
+func quote(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprint(v)
+}
+
+func asString(v any) (string, error) {
+	s, ok := v.(string)
+	if !ok {
+		return "", errf("%s is not a string", typeName(v))
+	}
+	return s, nil
+}
+
+// asBool reads a boolean, or a string compose casts to one (true, false, yes, no, on, off, y, n).
+func asBool(v any) (bool, error) {
+	switch v := v.(type) {
+	case bool:
+		return v, nil
+	case string:
+		switch strings.ToLower(v) {
+		case "true", "y", "yes", "on":
+			return true, nil
+		case "false", "n", "no", "off":
+			return false, nil
+		}
+		return false, errf("%q is not a boolean", v)
+	}
+	return false, errf("%s is not a boolean", typeName(v))
+}
+
+// asInt reads an integer: a number (a fraction truncated, as compose does) or a decimal string.
+func asInt(v any) (int64, error) {
+	switch v := v.(type) {
+	case int:
+		return int64(v), nil
+	case int64:
+		return v, nil
+	case uint64:
+		if v > math.MaxInt64 {
+			return 0, errf("%d is out of range", v)
+		}
+		return int64(v), nil
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) || v > math.MaxInt64 || v < math.MinInt64 {
+			return 0, errf("%v is not an integer", v)
+		}
+		return int64(v), nil
+	case string:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, errf("%q is not an integer", v)
+		}
+		return n, nil
+	}
+	return 0, errf("%s is not an integer", typeName(v))
+}
+
+func asStrings(v any) ([]any, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, errf("%s is not a list of strings", typeName(v))
+	}
+	for _, e := range l {
+		if _, ok := e.(string); !ok {
+			return nil, errf("entry %s is not a string", quote(e))
+		}
+	}
+	return l, nil
+}
+
+func stringOrList(v any) ([]any, error) {
+	if s, ok := v.(string); ok {
+		return []any{s}, nil
+	}
+	return asStrings(v)
+}
+
+// scalarString formats a string, number or boolean of a key/value mapping as compose does.
+func scalarString(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case bool, int, int64, uint64:
+		return fmt.Sprint(v), nil
+	case float64:
+		return fmt.Sprint(v), nil
+	}
+	return "", errf("%s is not a string, number or boolean", typeName(v))
+}
+
+// listOrDict reads a key/value list (KEY=VALUE, or KEY alone) or mapping; a key without a value maps to
+// nil.
+func listOrDict(v any) (map[string]any, error) {
+	out := map[string]any{}
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if e == nil {
+				out[k] = nil
+				continue
+			}
+			s, err := scalarString(e)
+			if err != nil {
+				return nil, errf("%s: %v", k, err)
+			}
+			out[k] = s
+		}
+	case []any:
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, errf("entry %s is not a string", quote(e))
+			}
+			k, val, found := strings.Cut(s, "=")
+			if found {
+				out[k] = val
+			} else {
+				out[k] = nil
+			}
+		}
+	default:
+		return nil, errf("%s is neither a list of KEY=VALUE nor a mapping", typeName(v))
+	}
+	return out, nil
+}
+
+func shellCommand(v any) (any, error) {
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		words, err := shellwords.Parse(v)
+		if err != nil {
+			return nil, errf("%q: %v", v, err)
+		}
+		out := make([]any, len(words))
+		for i, w := range words {
+			out[i] = w
+		}
+		return out, nil
+	case []any:
+		if _, err := asStrings(v); err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	return nil, errf("%s is neither a string nor a list of strings", typeName(v))
+}
+
+// unitBytes reads a byte size (a number, or a string such as 512m) as compose's model writes it: a
+// decimal string, or nothing for zero (and for a fraction, which compose drops).
+func unitBytes(v any) (any, error) {
+	var n int64
+	switch v := v.(type) {
+	case int:
+		n = int64(v)
+	case int64:
+		n = v
+	case uint64, float64:
+		return nil, nil
+	case string:
+		if i, err := strconv.ParseInt(v, 10, 64); err == nil {
+			n = i
+		} else {
+			b, err := units.RAMInBytes(v)
+			if err != nil {
+				return nil, errf("%q is not a byte size", v)
+			}
+			n = b
+		}
+	default:
+		return nil, errf("%s is not a byte size", typeName(v))
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return strconv.FormatInt(n, 10), nil
+}
+
+func duration(v any) (any, error) {
+	s, ok := v.(string)
+	if !ok {
+		return nil, errf("%s is not a duration string", typeName(v))
+	}
+	d, err := str2duration.ParseDuration(s)
+	if err != nil {
+		return nil, errf("%q is not a duration", s)
+	}
+	return time.Duration(d).String(), nil
+}
+
+// canonService checks a service's fields and writes them canonically.
+func (p *parser) canonService(name string, raw any) (map[string]any, error) {
+	at := "services." + name
+	svc, ok := raw.(map[string]any)
+	if !ok {
+		if raw == nil {
+			svc = map[string]any{}
+		} else {
+			return nil, p.errorf(at, "service %s: %s, not a mapping", name, typeName(raw))
+		}
+	}
+	if v, ok := svc["x-develop"]; ok {
+		if _, has := svc["develop"]; !has {
+			svc["develop"] = v
+		}
+	}
+	uniqueLists(svc)
+	out := map[string]any{"command": nil, "entrypoint": nil}
+	env := p.env()
+	var envFiles []any
+	var labelFiles []string
+	for _, k := range sortedKeys(svc) {
+		v := svc[k]
+		fat := at + "." + k
+		fail := func(err error) error {
+			return p.errorf(fat, "service %s: %s: %v", name, k, err)
+		}
+		if strings.HasPrefix(k, "x-") {
+			continue
+		}
+		if deniedFields[k] {
+			out[k] = v
+			continue
+		}
+		var err error
+		var c any
+		switch k {
+		case "cgroup_parent", "cpuset", "domainname", "hostname", "image", "ipc", "mac_address", "network_mode",
+			"stop_signal", "user", "userns_mode", "working_dir", "restart", "container_name":
+			var s string
+			if s, err = asString(v); err == nil && s != "" {
+				c = s
+			}
+			if err == nil && k == "container_name" && !containerNameRE().MatchString(s) {
+				err = errf("%q is not a container name (a letter or digit, then letters, digits, _ . -)", s)
+			}
+		case "pid":
+			if v != nil {
+				var s string
+				if s, err = asString(v); err == nil && s != "" {
+					c = s
+				}
+			}
+		case "privileged", "read_only", "tty":
+			var b bool
+			if b, err = asBool(v); err == nil && b {
+				c = true
+			}
+		case "init":
+			c, err = asBool(v)
+		case "cpu_shares", "cpu_quota", "oom_score_adj", "pids_limit":
+			var n int64
+			if n, err = asInt(v); err == nil && n != 0 {
+				c = n
+			}
+		case "cpus":
+			c, err = cpus(v)
+		case "mem_limit", "mem_reservation", "shm_size":
+			c, err = unitBytes(v)
+		case "stop_grace_period":
+			c, err = duration(v)
+		case "cap_add", "cap_drop", "security_opt", "dns_opt":
+			var l []any
+			if l, err = asStrings(v); err == nil && len(l) > 0 {
+				c = l
+			}
+		case "dns", "dns_search", "tmpfs":
+			var l []any
+			if l, err = stringOrList(v); err == nil {
+				var kept []any
+				for _, e := range l {
+					if k != "dns" || e != "" {
+						kept = append(kept, e)
+					}
+				}
+				if len(kept) > 0 {
+					c = kept
+				}
+			}
+		case "group_add":
+			c, err = groupAdd(v)
+		case "command", "entrypoint":
+			c, err = shellCommand(v)
+			out[k] = c
+		case "environment":
+			var m map[string]any
+			if m, err = listOrDict(v); err == nil {
+				for key, val := range m {
+					if val == nil {
+						if s, ok := env[key]; ok {
+							m[key] = s
+						}
+					}
+				}
+				c = m
+			}
+		case "labels":
+			var m map[string]any
+			if m, err = listOrDict(v); err == nil && len(m) > 0 {
+				for key, val := range m {
+					if val == nil {
+						m[key] = ""
+					}
+				}
+				c = m
+			}
+		case "sysctls":
+			var m map[string]any
+			if m, err = listOrDict(v); err == nil && len(m) > 0 {
+				for key, val := range m {
+					if val == nil {
+						m[key] = ""
+					}
+				}
+				c = m
+			}
+		case "extra_hosts":
+			c, err = extraHosts(v)
+		case "ulimits":
+			c, err = ulimits(v)
+		case "healthcheck":
+			c, err = healthcheck(v)
+		case "networks":
+			c, err = serviceNetworks(v)
+		case "ports":
+			c, err = ports(v)
+		case "volumes":
+			c, err = serviceVolumes(v)
+		case "devices":
+			c, err = devices(v)
+		case "depends_on":
+			c, err = dependsOn(v)
+		case "build":
+			c, err = p.build(v)
+		case "expose":
+			c, err = expose(v)
+		case "profiles":
+			var l []any
+			if l, err = asStrings(v); err == nil && len(l) > 0 {
+				c = l
+			}
+		case "env_file":
+			envFiles, err = envFileEntries(v)
+		case "label_file":
+			var l []any
+			if l, err = stringOrList(v); err == nil {
+				for _, e := range l {
+					labelFiles = append(labelFiles, e.(string))
+				}
+			}
+		case "extends":
+			// applied before; an extends left here names a service that does not exist
+		default:
+			if composeFields[k] {
+				c = v
+				break
+			}
+			return nil, p.errorf(fat, "service %s: %s is not a Compose service field", name, k)
+		}
+		if err != nil {
+			return nil, fail(err)
+		}
+		if c != nil {
+			out[k] = c
+		}
+	}
+
+	// network_mode, ipc and pid naming another service, and volumes_from, make it a dependency.
+	deps := asMap(out["depends_on"])
+	addDep := func(s string, restart bool) {
+		if deps == nil {
+			deps = map[string]any{}
+		}
+		if _, ok := deps[s]; !ok {
+			deps[s] = map[string]any{"condition": "service_started", "restart": restart, "required": true}
+		}
+	}
+	for _, k := range []string{"network_mode", "ipc", "pid"} {
+		if ref, ok := strings.CutPrefix(str(out[k]), "service:"); ok {
+			addDep(ref, true)
+		}
+	}
+	for _, v := range list(out["volumes_from"]) {
+		if s, ok := v.(string); ok && !strings.HasPrefix(s, "container:") {
+			addDep(strings.Split(s, ":")[0], false)
+		}
+	}
+	if len(deps) > 0 {
+		out["depends_on"] = deps
+	}
+
+	// networks: a service without network_mode is on the default network unless it names others.
+	if _, ok := out["network_mode"]; !ok {
+		if n, ok := out["networks"].(map[string]any); !ok || len(n) == 0 {
+			out["networks"] = map[string]any{"default": nil}
+		}
+	}
+
+	// environment: env_file values first, the environment's own over them.
+	if len(envFiles) > 0 {
+		out["env_file"] = envFiles
+		environment := asMap(out["environment"])
+		vars, err := p.envFiles(name, envFiles, environment)
+		if err != nil {
+			return nil, err
+		}
+		merged := map[string]any{}
+		for k, v := range vars {
+			merged[k] = v
+		}
+		for k, v := range environment {
+			merged[k] = v
+		}
+		out["environment"] = merged
+	}
+	if m, ok := out["environment"].(map[string]any); ok && len(m) == 0 {
+		delete(out, "environment")
+	}
+	if len(labelFiles) > 0 {
+		out["label_file"] = anyList(labelFiles)
+		labels, err := p.labelFiles(name, labelFiles)
+		if err != nil {
+			return nil, err
+		}
+		merged := map[string]any{}
+		for k, v := range labels {
+			merged[k] = v
+		}
+		for k, v := range asMap(out["labels"]) {
+			merged[k] = v
+		}
+		if len(merged) > 0 {
+			out["labels"] = merged
+		}
+	}
+	return out, nil
+}
+
+func cpus(v any) (any, error) {
+	var f float64
+	switch v := v.(type) {
+	case int:
+		f = float64(v)
+	case int64:
+		f = float64(v)
+	case uint64:
+		f = float64(v)
+	case float64:
+		f = v
+	case string:
+		x, err := strconv.ParseFloat(v, 32)
+		if err != nil {
+			return nil, errf("%q is not a number", v)
+		}
+		f = x
+	default:
+		return nil, errf("%s is not a number", typeName(v))
+	}
+	f32 := float32(f)
+	if f32 == 0 {
+		return nil, nil
+	}
+	return f32, nil
+}
+
+func groupAdd(v any) (any, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, errf("%s is not a list", typeName(v))
+	}
+	out := make([]any, 0, len(l))
+	for _, e := range l {
+		switch e := e.(type) {
+		case string:
+			out = append(out, e)
+		case int, int64, uint64:
+			out = append(out, fmt.Sprint(e))
+		default:
+			return nil, errf("entry %s is neither a string nor a number", quote(e))
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func expose(v any) (any, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, errf("%s is not a list", typeName(v))
+	}
+	for _, e := range l {
+		switch e.(type) {
+		case string, int, int64, uint64, float64:
+		default:
+			return nil, errf("entry %s is neither a string nor a number", quote(e))
+		}
+	}
+	return l, nil
+}
+
+// extraHosts writes host=ip entries, sorted; a list entry may use : or =, an IP list is comma-separated.
+func extraHosts(v any) (any, error) {
+	hosts := map[string][]string{}
+	switch v := v.(type) {
+	case map[string]any:
+		for h, e := range v {
+			switch e := e.(type) {
+			case nil:
+				hosts[h] = []string{""}
+			case string:
+				hosts[h] = []string{e}
+			case []any:
+				for _, ip := range e {
+					hosts[h] = append(hosts[h], fmt.Sprint(ip))
+				}
+			default:
+				return nil, errf("%s: %s is not an address", h, typeName(e))
+			}
+		}
+	case []any:
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, errf("entry %s is not a string", quote(e))
+			}
+			host, ip, found := strings.Cut(s, "=")
+			if !found {
+				host, ip, found = strings.Cut(s, ":")
+			}
+			if !found {
+				return nil, errf("%q: no IP address (host=ip)", s)
+			}
+			hosts[host] = append(hosts[host], strings.Split(ip, ",")...)
+		}
+	default:
+		return nil, errf("%s is neither a list nor a mapping", typeName(v))
+	}
+	var out []string
+	for h, ips := range hosts {
+		if h == "" || strings.ContainsAny(h, ":=") {
+			return nil, errf("bad host name %q", h)
+		}
+		for _, ip := range ips {
+			if len(ip) > 2 && ip[0] == '[' && ip[len(ip)-1] == ']' {
+				ip = ip[1 : len(ip)-1]
+			}
+			out = append(out, h+"="+ip)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	sort.Strings(out)
+	return anyList(out), nil
+}
+
+func ulimitValue(v any) (int64, error) {
+	n, err := asInt(v)
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := v.(float64); ok {
+		return 0, errf("%v is not an integer", v)
+	}
+	return n, nil
+}
+
+func ulimits(v any) (any, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errf("%s is not a mapping", typeName(v))
+	}
+	out := map[string]any{}
+	for name, e := range m {
+		switch e := e.(type) {
+		case map[string]any:
+			l := map[string]any{}
+			for _, k := range sortedKeys(e) {
+				if k != "soft" && k != "hard" && !strings.HasPrefix(k, "x-") {
+					return nil, errf("%s: %s is neither soft nor hard", name, k)
+				}
+			}
+			for _, k := range []string{"soft", "hard"} {
+				if _, ok := e[k]; !ok {
+					return nil, errf("%s: a limit as a mapping needs both soft and hard", name)
+				}
+			}
+			for _, k := range []string{"soft", "hard"} {
+				x, ok := e[k]
+				if !ok {
+					continue
+				}
+				n, err := ulimitValue(x)
+				if err != nil {
+					return nil, errf("%s.%s: %v", name, k, err)
+				}
+				if n != 0 {
+					l[k] = n
+				}
+			}
+			out[name] = l
+		default:
+			n, err := ulimitValue(e)
+			if err != nil {
+				return nil, errf("%s: %v", name, err)
+			}
+			if n != 0 {
+				out[name] = n
+			} else {
+				out[name] = map[string]any{}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func healthcheck(v any) (any, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errf("%s is not a mapping", typeName(v))
+	}
+	out := map[string]any{}
+	for _, k := range sortedKeys(m) {
+		e := m[k]
+		switch k {
+		case "test":
+			switch t := e.(type) {
+			case string:
+				out[k] = []any{"CMD-SHELL", t}
+			default:
+				l, err := asStrings(e)
+				if err != nil {
+					return nil, errf("test: %v", err)
+				}
+				if len(l) > 0 {
+					out[k] = l
+				}
+			}
+		case "interval", "timeout", "start_period", "start_interval":
+			d, err := duration(e)
+			if err != nil {
+				return nil, errf("%s: %v", k, err)
+			}
+			out[k] = d
+		case "retries":
+			n, err := asInt(e)
+			if err != nil || n < 0 {
+				return nil, errf("retries: %s is not a count", quote(e))
+			}
+			out[k] = n
+		case "disable":
+			b, err := asBool(e)
+			if err != nil {
+				return nil, errf("disable: %v", err)
+			}
+			if b {
+				out[k] = true
+			}
+		default:
+			if !strings.HasPrefix(k, "x-") {
+				return nil, errf("%s is not a healthcheck field", k)
+			}
+		}
+	}
+	return out, nil
+}
+
+var serviceNetworkFields = map[string]string{
+	"aliases": "strings", "ipv4_address": "string", "ipv6_address": "string", "link_local_ips": "strings",
+	"mac_address": "string", "driver_opts": "options", "priority": "int", "gw_priority": "int",
+	"interface_name": "string",
+}
+
+func serviceNetworks(v any) (any, error) {
+	out := map[string]any{}
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, errf("entry %s is not a network name", quote(e))
+			}
+			out[s] = nil
+		}
+	case map[string]any:
+		for n, e := range v {
+			if e == nil {
+				out[n] = nil
+				continue
+			}
+			m, ok := e.(map[string]any)
+			if !ok {
+				return nil, errf("%s: %s is not a mapping", n, typeName(e))
+			}
+			cfg := map[string]any{}
+			for _, k := range sortedKeys(m) {
+				x := m[k]
+				if strings.HasPrefix(k, "x-") {
+					continue
+				}
+				var c any
+				var err error
+				switch serviceNetworkFields[k] {
+				case "strings":
+					var l []any
+					if l, err = asStrings(x); err == nil && len(l) > 0 {
+						u, _ := uniqueEntries(l, keyValueIndex)
+						c = u
+					}
+				case "string":
+					var s string
+					if s, err = asString(x); err == nil && s != "" {
+						c = s
+					}
+				case "int":
+					var i int64
+					if i, err = asInt(x); err == nil && i != 0 {
+						c = i
+					}
+				case "options":
+					c, err = driverOptions(x)
+				default:
+					if k == "use_service_name_alias" {
+						c, err = asBool(x)
+						break
+					}
+					return nil, errf("%s: %s is not a field of a service's network", n, k)
+				}
+				if err != nil {
+					return nil, errf("%s.%s: %v", n, k, err)
+				}
+				if c != nil {
+					cfg[k] = c
+				}
+			}
+			out[n] = cfg
+		}
+	default:
+		return nil, errf("%s is neither a list nor a mapping", typeName(v))
+	}
+	return out, nil
+}
+
+// driverOptions reads driver options: string or number values, written as strings.
+func driverOptions(v any) (any, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errf("%s is not a mapping", typeName(v))
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out := map[string]any{}
+	for k, e := range m {
+		switch e.(type) {
+		case string, int, int64, uint64, float64:
+			out[k] = fmt.Sprint(e)
+		default:
+			return nil, errf("%s: %s is neither a string nor a number", k, typeName(e))
+		}
+	}
+	return out, nil
+}
+
+// ports expands the short syntax ([ip:][published[-range]:]target[-range][/protocol]) into one long
+// entry per port, as compose does.
+func ports(v any) (any, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, errf("%s is not a list", typeName(v))
+	}
+	var out []any
+	for _, e := range l {
+		switch e := e.(type) {
+		case int, int64, uint64, string:
+			expanded, err := parsePort(fmt.Sprint(e))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, expanded...)
+		case map[string]any:
+			m := map[string]any{}
+			for _, k := range sortedKeys(e) {
+				x := e[k]
+				switch k {
+				case "target":
+					n, err := asInt(x)
+					if err != nil || n < 0 || n > math.MaxUint32 {
+						return nil, errf("target: %s is not a port", quote(x))
+					}
+					if _, isFloat := x.(float64); isFloat {
+						return nil, errf("target: %v is not a port", x)
+					}
+					if n != 0 {
+						m[k] = n
+					}
+				case "published":
+					switch x := x.(type) {
+					case string:
+						if x != "" {
+							m[k] = x
+						}
+					case int, int64, uint64:
+						m[k] = fmt.Sprint(x)
+					default:
+						return nil, errf("published: %s is not a port", quote(x))
+					}
+				case "host_ip", "protocol", "mode", "name", "app_protocol":
+					s, err := asString(x)
+					if err != nil {
+						return nil, errf("%s: %v", k, err)
+					}
+					if s != "" {
+						m[k] = s
+					}
+				default:
+					if !strings.HasPrefix(k, "x-") {
+						return nil, errf("%s is not a field of a port", k)
+					}
+				}
+			}
+			if _, ok := e["target"]; !ok {
+				return nil, errf("a port needs a target")
+			}
+			if _, ok := e["protocol"]; !ok {
+				m["protocol"] = "tcp"
+			}
+			if _, ok := e["mode"]; !ok {
+				m["mode"] = "ingress"
+			}
+			out = append(out, m)
+		default:
+			return nil, errf("entry %s is not a port", quote(e))
+		}
+	}
+	u, err := uniqueEntries(out, portIndex)
+	if err != nil {
+		return nil, err
+	}
+	if len(u) == 0 {
+		return nil, nil
+	}
+	return u, nil
+}
+
+func parsePort(spec string) ([]any, error) {
+	exposed, bindings, err := nat.ParsePortSpecs([]string{spec})
+	if err != nil {
+		return nil, errf("%q: %v", spec, err)
+	}
+	keys := make([]string, 0, len(exposed))
+	for port := range exposed {
+		keys = append(keys, string(port))
+	}
+	sort.Strings(keys)
+	var out []any
+	for _, k := range keys {
+		port := nat.Port(k)
+		for _, b := range bindings[port] {
+			m := map[string]any{"mode": "ingress", "protocol": strings.ToLower(port.Proto())}
+			if b.HostIP != "" {
+				m["host_ip"] = b.HostIP
+			}
+			if t := port.Int(); t != 0 {
+				m["target"] = int64(t)
+			}
+			if b.HostPort != "" {
+				m["published"] = b.HostPort
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// parseVolume reads a short volume entry: [source:]target[:options].
+func parseVolume(spec string) (map[string]any, error) {
+	vol := map[string]any{}
+	var source, target string
+	readOnly := false
+	opts := map[string]any{}
+	switch len(spec) {
+	case 0:
+		return nil, errf("an empty volume")
+	case 1, 2:
+		target = spec
+	default:
+		var parts []string
+		var buf []rune
+		depth := 0
+		runes := []rune(spec)
+		for i := 0; i <= len(runes); i++ {
+			var c rune
+			if i < len(runes) {
+				c = runes[i]
+			}
+			switch {
+			case i < len(runes) && c == '$' && i+1 < len(runes) && runes[i+1] == '{':
+				depth++
+				buf = append(buf, c)
+			case i < len(runes) && c == '}' && depth > 0:
+				depth--
+				buf = append(buf, c)
+			case i < len(runes) && c == ':' && len(buf) == 1 && isLetter(buf[0]) && len(parts) == 0:
+				buf = append(buf, c) // a Windows drive letter
+			case (i == len(runes) || c == ':') && depth == 0:
+				if len(buf) == 0 {
+					return nil, errf("%q: an empty section between colons", spec)
+				}
+				parts = append(parts, string(buf))
+				buf = nil
+				if len(parts) == 3 && i < len(runes) {
+					return nil, errf("%q: too many colons", spec)
+				}
+			default:
+				buf = append(buf, c)
+			}
+		}
+		switch len(parts) {
+		case 1:
+			target = parts[0]
+		default:
+			source, target = parts[0], parts[1]
+			if len(parts) == 3 {
+				for _, o := range strings.Split(parts[2], ",") {
+					switch o {
+					case "ro":
+						readOnly = true
+					case "rw":
+						readOnly = false
+					case "nocopy":
+						opts["nocopy"] = true
+					}
+				}
+			}
+		}
+	}
+	if source != "" && (strings.ContainsAny(source[:1], "./~") || strings.HasPrefix(source, `\\`) || len(source) > 1 && source[1] == ':' && isLetter(rune(source[0]))) {
+		vol["type"] = "bind"
+		vol["bind"] = map[string]any{"create_host_path": true}
+	} else {
+		vol["type"] = "volume"
+		vol["volume"] = opts
+	}
+	if source != "" {
+		vol["source"] = source
+	}
+	if target != "" {
+		vol["target"] = cleanTarget(target)
+	}
+	if readOnly {
+		vol["read_only"] = true
+	}
+	return vol, nil
+}
+
+func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
+
+func serviceVolumes(v any) (any, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, errf("%s is not a list", typeName(v))
+	}
+	var out []any
+	for _, e := range l {
+		switch e := e.(type) {
+		case string:
+			vol, err := parseVolume(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, vol)
+		case map[string]any:
+			vol := map[string]any{}
+			for _, k := range sortedKeys(e) {
+				x := e[k]
+				switch k {
+				case "type", "source", "target", "consistency":
+					s, err := asString(x)
+					if err != nil {
+						return nil, errf("%s: %v", k, err)
+					}
+					if k == "target" {
+						s = cleanTarget(s)
+					}
+					if s != "" {
+						vol[k] = s
+					}
+				case "read_only":
+					b, err := asBool(x)
+					if err != nil {
+						return nil, errf("read_only: %v", err)
+					}
+					if b {
+						vol[k] = true
+					}
+				case "bind", "volume", "tmpfs", "image":
+					m, ok := x.(map[string]any)
+					if !ok {
+						return nil, errf("%s: %s is not a mapping", k, typeName(x))
+					}
+					sub := map[string]any{}
+					for sk, sv := range m {
+						if strings.HasPrefix(sk, "x-") {
+							continue
+						}
+						if sk == "nocopy" {
+							b, err := asBool(sv)
+							if err != nil {
+								return nil, errf("volume.nocopy: %v", err)
+							}
+							if !b {
+								continue
+							}
+						}
+						sub[sk] = sv
+					}
+					vol[k] = sub
+				default:
+					if !strings.HasPrefix(k, "x-") {
+						return nil, errf("%s is not a field of a volume", k)
+					}
+				}
+			}
+			if _, ok := e["type"]; !ok {
+				return nil, errf("a volume needs a type")
+			}
+			out = append(out, vol)
+		default:
+			return nil, errf("entry %s is not a volume", quote(e))
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func devices(v any) (any, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, errf("%s is not a list", typeName(v))
+	}
+	var out []any
+	for _, e := range l {
+		switch e := e.(type) {
+		case string:
+			src, dst, perm := "", "", "rwm"
+			arr := strings.Split(e, ":")
+			switch len(arr) {
+			case 3:
+				perm = arr[2]
+				fallthrough
+			case 2:
+				dst = arr[1]
+				fallthrough
+			case 1:
+				src = arr[0]
+			default:
+				return nil, errf("%q: a confusing device mapping; use the long syntax", e)
+			}
+			if dst == "" {
+				dst = src
+			}
+			m := map[string]any{}
+			for k, s := range map[string]string{"source": src, "target": dst, "permissions": perm} {
+				if s != "" {
+					m[k] = s
+				}
+			}
+			out = append(out, m)
+		case map[string]any:
+			m := map[string]any{}
+			for _, k := range sortedKeys(e) {
+				switch k {
+				case "source", "target", "permissions":
+					s, err := asString(e[k])
+					if err != nil {
+						return nil, errf("%s: %v", k, err)
+					}
+					if s != "" {
+						m[k] = s
+					}
+				default:
+					if !strings.HasPrefix(k, "x-") {
+						return nil, errf("%s is not a field of a device", k)
+					}
+				}
+			}
+			out = append(out, m)
+		default:
+			return nil, errf("entry %s is not a device", quote(e))
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func dependsOn(v any) (any, error) {
+	out := map[string]any{}
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, errf("entry %s is not a service name", quote(e))
+			}
+			out[s] = map[string]any{"condition": "service_started", "required": true}
+		}
+	case map[string]any:
+		for s, e := range v {
+			m, ok := e.(map[string]any)
+			if !ok {
+				return nil, errf("%s: %s is not a mapping", s, typeName(e))
+			}
+			d := map[string]any{"condition": "service_started", "required": true}
+			for _, k := range sortedKeys(m) {
+				switch k {
+				case "condition":
+					c, err := asString(m[k])
+					if err != nil {
+						return nil, errf("%s.condition: %v", s, err)
+					}
+					switch c {
+					case "service_started", "service_healthy", "service_completed_successfully":
+					default:
+						return nil, errf("%s.condition: %q is not a condition", s, c)
+					}
+					d[k] = c
+				case "required", "restart":
+					b, err := asBool(m[k])
+					if err != nil {
+						return nil, errf("%s.%s: %v", s, k, err)
+					}
+					d[k] = b
+				default:
+					if !strings.HasPrefix(k, "x-") {
+						return nil, errf("%s: %s is not a field of depends_on", s, k)
+					}
+				}
+			}
+			if d["restart"] == false {
+				delete(d, "restart")
+			}
+			out[s] = d
+		}
+	default:
+		return nil, errf("%s is neither a list nor a mapping", typeName(v))
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func envFileEntries(v any) ([]any, error) {
+	var l []any
+	switch v := v.(type) {
+	case string:
+		l = []any{v}
+	case []any:
+		l = v
+	default:
+		return nil, errf("%s is neither a path nor a list", typeName(v))
+	}
+	out := make([]any, 0, len(l))
+	for _, e := range l {
+		switch e := e.(type) {
+		case string:
+			out = append(out, map[string]any{"path": e, "required": true})
+		case map[string]any:
+			m := map[string]any{"required": true}
+			for _, k := range sortedKeys(e) {
+				switch k {
+				case "path", "format":
+					s, err := asString(e[k])
+					if err != nil {
+						return nil, errf("%s: %v", k, err)
+					}
+					m[k] = s
+				case "required":
+					b, err := asBool(e[k])
+					if err != nil {
+						return nil, errf("required: %v", err)
+					}
+					m[k] = b
+				default:
+					return nil, errf("%s is not a field of env_file", k)
+				}
+			}
+			if _, ok := m["path"]; !ok {
+				return nil, errf("an entry needs a path")
+			}
+			out = append(out, m)
+		default:
+			return nil, errf("entry %s is not a path", quote(e))
+		}
+	}
+	return out, nil
+}
+
+var buildFields = map[string]bool{
+	"context": true, "dockerfile": true, "dockerfile_inline": true, "entitlements": true, "args": true,
+	"ssh": true, "labels": true, "cache_from": true, "cache_to": true, "no_cache": true,
+	"no_cache_filter": true, "additional_contexts": true, "network": true, "provenance": true, "sbom": true,
+	"pull": true, "target": true, "shm_size": true, "extra_hosts": true, "isolation": true,
+	"privileged": true, "secrets": true, "tags": true, "ulimits": true, "platforms": true,
+}
+
+// build reads build: (a context path, or a mapping), with compose's defaults (context ".", dockerfile
+// "Dockerfile") and its args resolved from the environment.
+func (p *parser) build(v any) (any, error) {
+	var m map[string]any
+	switch v := v.(type) {
+	case string:
+		m = map[string]any{"context": v}
+	case map[string]any:
+		m = v
+	default:
+		return nil, errf("%s is neither a context path nor a mapping", typeName(v))
+	}
+	out := map[string]any{}
+	for _, k := range sortedKeys(m) {
+		x := m[k]
+		if strings.HasPrefix(k, "x-") {
+			continue
+		}
+		if !buildFields[k] {
+			return nil, errf("%s is not a field of build", k)
+		}
+		if deniedBuildFields[k] {
+			out[k] = x
+			continue
+		}
+		switch k {
+		case "context", "dockerfile", "target":
+			s, err := asString(x)
+			if err != nil {
+				return nil, errf("%s: %v", k, err)
+			}
+			if s != "" {
+				out[k] = s
+			}
+		case "args":
+			args, err := listOrDict(x)
+			if err != nil {
+				return nil, errf("args: %v", err)
+			}
+			env := p.env()
+			for key, val := range args {
+				if val == nil {
+					if s, ok := env[key]; ok {
+						args[key] = s
+					} else {
+						delete(args, key)
+					}
+				}
+			}
+			if len(args) > 0 {
+				out[k] = args
+			}
+		case "labels":
+			l, err := listOrDict(x)
+			if err != nil {
+				return nil, errf("labels: %v", err)
+			}
+			out[k] = l
+		case "shm_size":
+			c, err := unitBytes(x)
+			if err != nil {
+				return nil, errf("shm_size: %v", err)
+			}
+			if c != nil {
+				out[k] = c
+			}
+		case "extra_hosts":
+			c, err := extraHosts(x)
+			if err != nil {
+				return nil, errf("extra_hosts: %v", err)
+			}
+			if c != nil {
+				out[k] = c
+			}
+		case "cache_from", "no_cache_filter":
+			l, err := stringOrList(x)
+			if err != nil {
+				return nil, errf("%s: %v", k, err)
+			}
+			out[k] = l
+		default:
+			out[k] = x
+		}
+	}
+	if _, ok := out["context"]; !ok {
+		out["context"] = "."
+	}
+	if c := str(out["context"]); p.opts.dir != "" {
+		out["context"] = p.contextPath(c)
+	}
+	if _, ok := m["dockerfile"]; !ok {
+		if _, inline := m["dockerfile_inline"]; !inline {
+			out["dockerfile"] = "Dockerfile"
+		}
+	}
+	return out, nil
+}
+
+var volumeFields = map[string]bool{"name": true, "driver": true, "driver_opts": true, "external": true, "labels": true}
+
+func (p *parser) canonVolume(name string, raw any) (map[string]any, error) {
+	at := "volumes." + name
+	m, ok := raw.(map[string]any)
+	if !ok && raw != nil {
+		return nil, p.errorf(at, "volume %s: %s, not a mapping", name, typeName(raw))
+	}
+	out := map[string]any{"name": name}
+	for _, k := range sortedKeys(m) {
+		x := m[k]
+		if strings.HasPrefix(k, "x-") {
+			continue
+		}
+		var err error
+		switch k {
+		case "name", "driver":
+			var s string
+			if s, err = asString(x); err == nil && s != "" {
+				out[k] = s
+			}
+		case "driver_opts":
+			var c any
+			if c, err = driverOptions(x); err == nil && c != nil {
+				out[k] = c
+			}
+		case "labels":
+			var l map[string]any
+			if l, err = listOrDict(x); err == nil && len(l) > 0 {
+				for key, val := range l {
+					if val == nil {
+						l[key] = ""
+					}
+				}
+				out[k] = l
+			}
+		default:
+			return nil, p.errorf(at+"."+k, "volume %s: %s is not a field of a volume", name, k)
+		}
+		if err != nil {
+			return nil, p.errorf(at+"."+k, "volume %s: %s: %v", name, k, err)
+		}
+	}
+	return out, nil
+}
+
+var networkFields = map[string]bool{
+	"name": true, "driver": true, "driver_opts": true, "ipam": true, "external": true, "internal": true,
+	"attachable": true, "labels": true, "enable_ipv4": true, "enable_ipv6": true,
+}
+
+func (p *parser) canonNetwork(name string, raw any) (map[string]any, error) {
+	at := "networks." + name
+	m, ok := raw.(map[string]any)
+	if !ok && raw != nil {
+		return nil, p.errorf(at, "network %s: %s, not a mapping", name, typeName(raw))
+	}
+	out := map[string]any{"name": name, "ipam": map[string]any{}}
+	for _, k := range sortedKeys(m) {
+		x := m[k]
+		if strings.HasPrefix(k, "x-") {
+			continue
+		}
+		var err error
+		switch k {
+		case "name", "driver":
+			var s string
+			if s, err = asString(x); err == nil && s != "" {
+				out[k] = s
+			}
+		case "driver_opts":
+			var c any
+			if c, err = driverOptions(x); err == nil && c != nil {
+				out[k] = c
+			}
+		case "labels":
+			var l map[string]any
+			if l, err = listOrDict(x); err == nil && len(l) > 0 {
+				for key, val := range l {
+					if val == nil {
+						l[key] = ""
+					}
+				}
+				out[k] = l
+			}
+		case "internal", "attachable":
+			var b bool
+			if b, err = asBool(x); err == nil && b {
+				out[k] = true
+			}
+		case "enable_ipv4", "enable_ipv6":
+			var b bool
+			if b, err = asBool(x); err == nil {
+				out[k] = b
+			}
+		case "ipam":
+			var c map[string]any
+			if c, err = ipam(x); err == nil {
+				out[k] = c
+			}
+		default:
+			return nil, p.errorf(at+"."+k, "network %s: %s is not a field of a network", name, k)
+		}
+		if err != nil {
+			return nil, p.errorf(at+"."+k, "network %s: %s: %v", name, k, err)
+		}
+	}
+	return out, nil
+}
+
+func ipam(v any) (map[string]any, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errf("%s is not a mapping", typeName(v))
+	}
+	out := map[string]any{}
+	for _, k := range sortedKeys(m) {
+		x := m[k]
+		switch k {
+		case "driver":
+			s, err := asString(x)
+			if err != nil {
+				return nil, errf("driver: %v", err)
+			}
+			if s != "" {
+				out[k] = s
+			}
+		case "options":
+			c, err := driverOptions(x)
+			if err != nil {
+				return nil, errf("options: %v", err)
+			}
+			if c != nil {
+				out[k] = c
+			}
+		case "config":
+			l, ok := x.([]any)
+			if !ok {
+				return nil, errf("config: %s is not a list", typeName(x))
+			}
+			var pools []any
+			for _, e := range l {
+				pm, ok := e.(map[string]any)
+				if !ok {
+					return nil, errf("config: entry %s is not a mapping", quote(e))
+				}
+				pool := map[string]any{}
+				for _, pk := range sortedKeys(pm) {
+					switch pk {
+					case "subnet", "gateway", "ip_range":
+						s, err := asString(pm[pk])
+						if err != nil {
+							return nil, errf("config.%s: %v", pk, err)
+						}
+						if s != "" {
+							pool[pk] = s
+						}
+					case "aux_addresses":
+						a, err := listOrDict(pm[pk])
+						if err != nil {
+							return nil, errf("config.aux_addresses: %v", err)
+						}
+						if len(a) > 0 {
+							pool[pk] = a
+						}
+					default:
+						if !strings.HasPrefix(pk, "x-") {
+							return nil, errf("config: %s is not a field of an address pool", pk)
+						}
+					}
+				}
+				pools = append(pools, pool)
+			}
+			if len(pools) > 0 {
+				out[k] = pools
+			}
+		default:
+			if !strings.HasPrefix(k, "x-") {
+				return nil, errf("%s is not a field of ipam", k)
+			}
+		}
+	}
+	return out, nil
+}
+
+// jsonModel gives the model JSON's types (float64 numbers, float32 as JSON writes it).
+func jsonModel(model map[string]any) (map[string]any, error) {
+	js, err := json.Marshal(model)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]any
+	if err := json.Unmarshal(js, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
