@@ -25,6 +25,9 @@ import (
 // maxIncludeDepth bounds nested include: and extends.file: chains.
 const maxIncludeDepth = 16
 
+// maxFiles bounds the files include: and extends.file: read for one compose file, all levels counted.
+const maxFiles = 64
+
 // interpolate substitutes the variables of every string of top, warning once about each unset one.
 func (p *parser) interpolate(top map[string]any) (map[string]any, error) {
 	env := p.env()
@@ -208,11 +211,14 @@ func (p *parser) include(top map[string]any) error {
 // loadFile reads another compose file named by include or extends: parsed, checked and interpolated
 // like the main file, its own includes and relative paths resolved against its own directory.
 func (p *parser) loadFile(file string) (map[string]any, error) {
+	if *p.files++; *p.files > maxFiles {
+		return nil, fmt.Errorf("%s: include and extends read more than %d files", p.opts.name, maxFiles)
+	}
 	data, err := readLimited(file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.opts.name, err)
 	}
-	sub := &parser{opts: p.opts, lines: map[string]int{}, unset: p.unset, depth: p.depth + 1}
+	sub := &parser{opts: p.opts, lines: map[string]int{}, unset: p.unset, depth: p.depth + 1, files: p.files}
 	sub.opts.name = file
 	sub.opts.dir = filepath.Dir(file)
 	top, err := sub.read(data)

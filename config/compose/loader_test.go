@@ -264,3 +264,73 @@ func FuzzMatchesComposeGo(f *testing.F) {
 		}
 	})
 }
+
+// TestFieldErrors: a field of the wrong type or a key Compose does not know is refused in one line naming
+// the file, the line, the service and the field.
+func TestFieldErrors(t *testing.T) {
+	svc := func(body string) string { return "services:\n  app:\n    image: x\n" + body }
+	for _, tc := range []struct{ doc, want string }{
+		{svc("    user: 1000\n"), "docker-compose.yml:4: service app: user: a number is not a string"},
+		{svc("    privileged: maybe\n"), `docker-compose.yml:4: service app: privileged: "maybe" is not a boolean`},
+		{svc("    cpu_shares: lots\n"), `docker-compose.yml:4: service app: cpu_shares: "lots" is not an integer`},
+		{svc("    mem_limit: lots\n"), `docker-compose.yml:4: service app: mem_limit: "lots" is not a byte size`},
+		{svc("    stop_grace_period: soon\n"), `docker-compose.yml:4: service app: stop_grace_period: "soon" is not a duration`},
+		{svc("    cap_add: SYS_ADMIN\n"), "docker-compose.yml:4: service app: cap_add: a string is not a list of strings"},
+		{svc("    environment: [1]\n"), "docker-compose.yml:4: service app: environment: entry 1 is not a string"},
+		{svc("    ports: ['a:b']\n"), `docker-compose.yml:4: service app: ports: "a:b": invalid containerPort: b`},
+		{svc("    healthcheck:\n      bogus: 1\n"), "docker-compose.yml:4: service app: healthcheck: bogus is not a healthcheck field"},
+		{svc("    ulimits:\n      nofile: {soft: 1}\n"), "docker-compose.yml:4: service app: ulimits: nofile: a limit as a mapping needs both soft and hard"},
+		{svc("    running: true\n"), "docker-compose.yml:4: service app: running is not a Compose service field"},
+		{svc("    container_name: _x\n"), `docker-compose.yml:4: service app: container_name: "_x" is not a container name`},
+		{svc("    build:\n      bogus: 1\n"), "docker-compose.yml:4: service app: build: bogus is not a field of build"},
+		{svc("    depends_on: [nope]\n"), "docker-compose.yml:4: service app depends on undefined service nope"},
+		{svc("    networks: [nope]\n"), "docker-compose.yml:4: service app refers to undefined network nope"},
+		{svc("    extends: nope\n"), "docker-compose.yml:4: service app: extends: no service nope in docker-compose.yml"},
+		{"services:\n  a:\n    extends: b\n  b:\n    extends: a\n", "service a: extends: a cycle"},
+		{"volumes:\n  v:\n    bogus: 1\n" + svc(""), "docker-compose.yml:3: volume v: bogus is not a field of a volume"},
+		{"networks:\n  n:\n    internal: maybe\n" + svc(""), `docker-compose.yml:3: network n: internal: "maybe" is not a boolean`},
+	} {
+		_, _, err := Parse([]byte(tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// TestIncludeAndExtendsFiles: a mistake in an included file names that file and its line; include and
+// extends.file need the directory; a chain of files is bounded.
+func TestIncludeAndExtendsFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("bad.yml", "services:\n  bad:\n    image: x\n    privileged: maybe\n")
+	write("loop.yml", "include:\n  - loop.yml\nservices:\n  l:\n    image: x\n")
+	write("base.yml", "services:\n  base:\n    image: base\n    cap_add: [NET_ADMIN]\n")
+	write("leaf.yml", "services:\n  leaf:\n    image: x\n")
+	_, _, err := Parse([]byte("include:\n  - bad.yml\nservices:\n  a:\n    image: x\n"), WithDir(dir))
+	if err == nil || !strings.Contains(err.Error(), "bad.yml:4: service bad: privileged") {
+		t.Errorf("included mistake: %v", err)
+	}
+	_, _, err = Parse([]byte("include:\n  - loop.yml\nservices:\n  a:\n    image: x\n"), WithDir(dir))
+	if err == nil || !strings.Contains(err.Error(), "nested more than") {
+		t.Errorf("include loop: %v", err)
+	}
+	_, _, err = Parse([]byte("include:\n"+strings.Repeat("  - leaf.yml\n", 70)+"services:\n  a:\n    image: x\n"), WithDir(dir))
+	if err == nil || !strings.Contains(err.Error(), "more than 64 files") {
+		t.Errorf("include fan-out: %v", err)
+	}
+	doc := []byte("services:\n  a:\n    extends:\n      file: base.yml\n      service: base\n    cap_add: [SYS_TIME]\n")
+	if _, _, err := Parse(doc); err == nil || !strings.Contains(err.Error(), "extends.file: reads other files") {
+		t.Errorf("extends.file without a directory: %v", err)
+	}
+	p, _, err := Parse(doc, WithDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Services[0]; a.Image != "base" || strings.Join(a.CapAdd, ",") != "NET_ADMIN,SYS_TIME" {
+		t.Errorf("extended service %+v", a)
+	}
+}

@@ -17,7 +17,7 @@ func parseWithLoader(data []byte, opts ...Option) (*Project, []string, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &parser{opts: o, lines: map[string]int{}, unset: map[string]bool{}}
+	p := &parser{opts: o, lines: map[string]int{}, unset: map[string]bool{}, files: new(int)}
 	top, err := p.read(data)
 	if err != nil {
 		return nil, nil, err

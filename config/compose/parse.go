@@ -65,7 +65,7 @@ func Parse(data []byte, opts ...Option) (*Project, []string, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &parser{opts: o, lines: map[string]int{}, unset: map[string]bool{}}
+	p := &parser{opts: o, lines: map[string]int{}, unset: map[string]bool{}, files: new(int)}
 	proj, err := p.parse(data)
 	if err != nil {
 		return nil, nil, err
@@ -80,6 +80,7 @@ type parser struct {
 	warnings []string
 	unset    map[string]bool // variables already warned about
 	depth    int             // files included or extended from, for a file read by include or extends
+	files    *int            // files read by include and extends so far, all levels counted
 }
 
 // errorf returns an error for path (dotted, e.g. "services.web.ports"), with the line of the longest prefix
