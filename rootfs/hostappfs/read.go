@@ -208,6 +208,9 @@ func containerLayers(fsys FS, id string) ([]string, error) {
 	if lower == "" {
 		return layers, nil
 	}
+	if n := strings.Count(lower, ":") + 1; n > maxLayers {
+		return nil, fmt.Errorf("lower: %d layers, more than the engine stacks (%d)", n, maxLayers)
+	}
 	for _, l := range strings.Split(lower, ":") {
 		link, ok := strings.CutPrefix(l, "l/")
 		if !ok || !safeName(link) {
@@ -229,6 +232,10 @@ func containerLayers(fsys FS, id string) ([]string, error) {
 	}
 	return layers, nil
 }
+
+// maxLayers is the most entries of a container's lower: the engine's overlay2 driver stacks at most 128
+// image layers (its maxDepth), and a container adds its init layer.
+const maxLayers = 129
 
 // maxHops bounds symlink resolution, as the kernel's 40.
 const maxHops = 40

@@ -459,8 +459,8 @@ func (sw *slotWriter) bootVolume(ctx context.Context, img v1.Image, vol string) 
 		sw.owner(rel, h.Uid, h.Gid)
 		sw.times[rel] = h.ModTime
 	}
-	if !found {
-		return errors.New("hostapp image: no /boot directory (balenaOS boots the hostapp through its /boot/init)")
+	if !found || !sw.hasInit(vol) {
+		return errors.New("hostapp image: no /boot/init (balenaOS's initramfs and rollback scripts mount the hostapp with it): not a balenaOS hostapp")
 	}
 	for _, l := range hardlinks {
 		if err := os.Link(sw.host(l.target), sw.host(l.rel)); err != nil {
@@ -468,6 +468,12 @@ func (sw *slotWriter) bootVolume(ctx context.Context, img v1.Image, vol string) 
 		}
 	}
 	return nil
+}
+
+// hasInit tells whether the boot volume holds init, a file or a link.
+func (sw *slotWriter) hasInit(vol string) bool {
+	_, err := os.Lstat(sw.host(vol + "/init"))
+	return err == nil
 }
 
 func typeName(t byte) string {
