@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -237,10 +238,9 @@ func (pl *Plan) NewBytes() int64 {
 //
 // A filesystem image keeps its unchanged blocks where they were, so Prepare first looks for each chunk
 // the new image takes from the base at the chunk's own offset, and takes the others from the delta in
-// order, each checked by its sha256: one read of the base. Only when that does not account for every
-// chunk (a chunk of the base moved, or the base or the delta is not what they should be) is the base
-// split as the delta's maker split it and checked against the digest the delta names. Either way every
-// byte of the new image is checked against the index.
+// order, each checked by its sha256, in one read of the base that also checks its digest. Only when that
+// does not account for every chunk (a chunk of the base moved, or the delta is damaged) is the base split
+// as the delta's maker split it. Either way every byte of the new image is checked against the index.
 func Prepare(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.ReaderAt, size int64) (*Plan, error) {
 	h, payload, err := ReadHeader(d, size)
 	pl := &Plan{Header: h, base: base, d: d, payload: payload, size: size}
@@ -254,7 +254,8 @@ func Prepare(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.Reader
 	if baseAvail < h.BaseSize {
 		return pl, fmt.Errorf("%w: it needs %s (%d bytes), the base has %d bytes", ErrWrongBase, need, h.BaseSize, baseAvail)
 	}
-	if from, err := probe(ctx, h, base, d, payload, size); err != nil {
+	wrong := fmt.Errorf("%w: it needs %s, the running slot differs", ErrWrongBase, need)
+	if from, err := probe(ctx, h, base, d, payload, size, wrong); err != nil {
 		return pl, err
 	} else if from != nil {
 		pl.from, pl.probed = from, true
@@ -274,7 +275,7 @@ func Prepare(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.Reader
 		return pl, fmt.Errorf("read base: %w", err)
 	}
 	if !bytes.Equal(whole.Sum(nil), h.BaseSum[:]) {
-		return pl, fmt.Errorf("%w: it needs %s, the running slot differs", ErrWrongBase, need)
+		return pl, wrong
 	}
 	// Every chunk the delta carries, checked without writing.
 	from := make([]int64, len(h.Index.Chunks))
@@ -293,33 +294,64 @@ func Prepare(ctx context.Context, base io.ReaderAt, baseAvail int64, d io.Reader
 
 // probe looks for each chunk of the new image at its own offset in the base, else next in the delta's
 // payload, and returns where each comes from; nil when that does not account for every chunk and the
-// whole payload, the base then to be split. Only the context's error is returned as an error.
-func probe(ctx context.Context, h Header, base io.ReaderAt, d io.ReaderAt, payload, size int64) ([]int64, error) {
+// whole payload, the base then to be split. It reads the base once, in order, and checks it against the
+// digest the delta names (wrong is the error then); only that and the context's error are errors.
+//
+// The payload holds, in index order, exactly the chunks whose sums the maker's base lacked. A chunk can
+// be in the base at its own offset and still be in the payload (a change that cut a chunk of the base in
+// two); it is in the payload exactly when the payload's next bytes are the chunk's, compared byte for
+// byte, so the probe keeps in step with the payload.
+func probe(ctx context.Context, h Header, base io.ReaderAt, d io.ReaderAt, payload, size int64, wrong error) ([]int64, error) {
 	zr, err := zstd.NewReader(io.NewSectionReader(d, payload, size-payload), zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return nil, nil
 	}
 	defer zr.Close()
+	pr := bufio.NewReaderSize(zr, int(h.Index.Params.Max))
 	from := make([]int64, len(h.Index.Chunks))
 	buf := make([]byte, h.Index.Params.Max)
+	whole := sha256.New()
+	var hashed int64 // the base's bytes in whole so far
+	ok := true
 	for i, c := range h.Index.Chunks {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		b := buf[:c.Len]
-		if c.Off+c.Len <= h.BaseSize {
-			if _, err := base.ReadAt(b, c.Off); err == nil && sha256.Sum256(b) == c.Sum {
-				from[i] = c.Off
-				continue
+		inBase := false
+		if n := min(c.Off+c.Len, h.BaseSize) - c.Off; n > 0 {
+			if _, err := base.ReadAt(b[:n], c.Off); err != nil {
+				return nil, nil
 			}
+			whole.Write(b[:n])
+			hashed += n
+			inBase = n == c.Len && sha256.Sum256(b) == c.Sum
 		}
-		if _, err := io.ReadFull(zr, b); err != nil || sha256.Sum256(b) != c.Sum {
-			return nil, nil
+		if !ok {
+			continue // the rest of the base is still hashed: a wrong base is told as such
 		}
-		from[i] = -1
+		next, _ := pr.Peek(len(b))
+		switch {
+		case inBase && !bytes.Equal(next, b):
+			from[i] = c.Off
+		case inBase, len(next) == len(b) && sha256.Sum256(next) == c.Sum:
+			from[i] = -1
+			pr.Discard(len(b))
+		default:
+			ok = false
+		}
 	}
-	var one [1]byte
-	if n, err := zr.Read(one[:]); n > 0 || !errors.Is(err, io.EOF) {
+	// A base longer than the new image: the rest of it, for its digest.
+	if _, err := io.CopyBuffer(whole, ctxReader(ctx, io.NewSectionReader(base, hashed, h.BaseSize-hashed)), buf); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, nil
+	}
+	if !bytes.Equal(whole.Sum(nil), h.BaseSum[:]) {
+		return nil, wrong
+	}
+	if _, err := pr.Peek(1); !ok || !errors.Is(err, io.EOF) {
 		return nil, nil
 	}
 	return from, nil

@@ -313,6 +313,14 @@ func TestPrepareProbe(t *testing.T) {
 	base := randomBytes(4<<20, 11)
 	inPlace := bytes.Clone(base)
 	copy(inPlace[2<<20:], randomBytes(64<<10, 12))
+	// Changes in place of several sizes: some cut a chunk of the base in two, the delta then carrying a
+	// chunk whose bytes are also in the base at its offset.
+	// (With this base and these changes, two such chunks.)
+	manyBase := randomBytes(4<<20, 2)
+	many := bytes.Clone(manyBase)
+	for i, n := range []int{1, 100, 4096, 20000, 70000, 150000, 300000} {
+		copy(many[i*(500<<10)+7:], randomBytes(n, uint64(220+i)))
+	}
 	shifted := append(randomBytes(1000, 13), base...)
 	otherBase := bytes.Clone(base)
 	copy(otherBase[1<<20:], randomBytes(4096, 14)) // where inPlace takes its bytes from the base
@@ -320,16 +328,18 @@ func TestPrepareProbe(t *testing.T) {
 	for _, c := range []struct {
 		name         string
 		target, base []byte
+		made         []byte // the base the delta is made from
 		probed       bool
 		wrongBase    bool
 	}{
-		{"in place", inPlace, base, true, false},
-		{"shifted", shifted, base, false, false},
-		{"wrong base", inPlace, otherBase, false, true},
+		{"in place", inPlace, base, base, true, false},
+		{"in place, many", many, manyBase, manyBase, true, false},
+		{"shifted", shifted, base, base, false, false},
+		{"wrong base", inPlace, otherBase, base, false, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var d bytes.Buffer
-			if _, err := Create(context.Background(), bytes.NewReader(base), int64(len(base)), "1", bytes.NewReader(c.target), int64(len(c.target)), DefaultParams, &d); err != nil {
+			if _, err := Create(context.Background(), bytes.NewReader(c.made), int64(len(c.made)), "1", bytes.NewReader(c.target), int64(len(c.target)), DefaultParams, &d); err != nil {
 				t.Fatal(err)
 			}
 			pl, err := Prepare(context.Background(), bytes.NewReader(c.base), int64(len(c.base)), bytes.NewReader(d.Bytes()), int64(d.Len()))
@@ -345,7 +355,7 @@ func TestPrepareProbe(t *testing.T) {
 			if pl.probed != c.probed {
 				t.Errorf("probed = %v, want %v", pl.probed, c.probed)
 			}
-			if n := pl.NewBytes(); n > 512<<10 {
+			if n := pl.NewBytes(); n > 2<<20 {
 				t.Errorf("%d bytes from the delta for a small change", n)
 			}
 			var out bytes.Buffer
