@@ -266,7 +266,7 @@ func (p *parser) canonService(name string, raw any) (map[string]any, error) {
 			svc["develop"] = v
 		}
 	}
-	uniqueLists(svc)
+	_ = uniqueLists(svc) // a list with an entry of the wrong type stays as it is, for the checks below
 	out := map[string]any{"command": nil, "entrypoint": nil}
 	env := p.env()
 	var envFiles []any

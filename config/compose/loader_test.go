@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // loaderCases are compose files that exercise every field balena reads, in short and long syntax, and
@@ -332,5 +333,34 @@ func TestIncludeAndExtendsFiles(t *testing.T) {
 	}
 	if a := p.Services[0]; a.Image != "base" || strings.Join(a.CapAdd, ",") != "NET_ADMIN,SYS_TIME" {
 		t.Errorf("extended service %+v", a)
+	}
+}
+
+// TestLongListsMerge: extending services with lists of many thousand entries stays quick.
+func TestLongListsMerge(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("services:\n")
+	prev := ""
+	for i := 0; i < 4; i++ {
+		fmt.Fprintf(&b, "  s%d:\n    image: x\n", i)
+		if prev != "" {
+			fmt.Fprintf(&b, "    extends: %s\n", prev)
+		}
+		b.WriteString("    dns_search:\n")
+		for j := 0; j < 15000; j++ {
+			fmt.Fprintf(&b, "      - d%d.%d\n", i, j)
+		}
+		prev = fmt.Sprintf("s%d", i)
+	}
+	start := time.Now()
+	p, _, err := Parse([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := p.Service("s3"); len(list(s.Composition["dns_search"])) != 60000 {
+		t.Errorf("s3 has %d dns_search entries, want 60000", len(list(s.Composition["dns_search"])))
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("Parse took %v", d)
 	}
 }

@@ -1,8 +1,8 @@
 package compose
 
 import (
+	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -176,10 +176,24 @@ func intoSequence(v any) []any {
 	return nil
 }
 
+// appendUnique appends to base the entries of over it does not hold (compared by value, in linear time:
+// a file's lists may have many thousand entries).
 func appendUnique(base, over []any) []any {
+	seen := make(map[string]bool, len(base)+len(over))
+	key := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Sprintf("%T %#v", v, v)
+		}
+		return fmt.Sprintf("%T %s", v, b)
+	}
+	for _, v := range base {
+		seen[key(v)] = true
+	}
 	merged := base
 	for _, v := range over {
-		if !slices.ContainsFunc(merged, func(x any) bool { return reflect.DeepEqual(x, v) }) {
+		if k := key(v); !seen[k] {
+			seen[k] = true
 			merged = append(merged, v)
 		}
 	}
