@@ -82,7 +82,7 @@ func ParseDeviceTypes(data []byte) ([]DeviceType, error) {
 	var doc struct {
 		DeviceType []DeviceType `toml:"devicetype"`
 	}
-	if err := decodeStrictTOML(data, "device-type registry", &doc); err != nil {
+	if err := DecodeTOML(data, "device-type registry", &doc); err != nil {
 		return nil, err
 	}
 	if len(doc.DeviceType) == 0 {
@@ -210,23 +210,27 @@ func manifestPartition(dt DeviceType) map[string]any {
 	return map[string]any{"primary": dt.ConfigPartition}
 }
 
-// decodeStrictTOML decodes data into v, refusing unknown fields: what names the document in errors, and an
-// unknown field is named with its line.
-func decodeStrictTOML(data []byte, what string, v any) error {
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+// DecodeTOML decodes the TOML document data, called name in errors, into v strictly: an unknown key or
+// a value of the wrong type is a one-line error naming the file, line and key ("spec.toml:3: unknown key
+// \"colour\"").
+func DecodeTOML(data []byte, name string, v any) error {
+	err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(v)
 	if err == nil {
 		return nil
 	}
 	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) {
-		fields := make([]string, 0, len(strict.Errors))
-		for i := range strict.Errors {
-			row, _ := strict.Errors[i].Position()
-			fields = append(fields, fmt.Sprintf("%s (line %d)", strings.Join(strict.Errors[i].Key(), "."), row))
-		}
-		return fmt.Errorf("%s: unknown fields %s: %w", what, strings.Join(fields, ", "), err)
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		e := strict.Errors[0]
+		row, _ := e.Position()
+		return fmt.Errorf("%s:%d: unknown key %q", name, row, strings.Join(e.Key(), "."))
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		if key := strings.Join(de.Key(), "."); key != "" {
+			return fmt.Errorf("%s:%d: key %q: %s", name, row, key, de.Error())
+		}
+		return fmt.Errorf("%s:%d: %s", name, row, de.Error())
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }

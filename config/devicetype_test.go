@@ -88,7 +88,7 @@ config_path = "/config.json"
 		name, doc, wantErr string
 	}{
 		{"unknown field", good + "colour = \"red\"\n", "colour"},
-		{"unknown size field", strings.Replace(good, "data = 192", "data = 192, swap = 1", 1), "swap (line 9)"},
+		{"unknown size field", strings.Replace(good, "data = 192", "data = 192, swap = 1", 1), `registry:9: unknown key "devicetype.swap"`},
 		{"unknown table", good + "[other]\n", "other"},
 		{"duplicate", good + good, "duplicate slug"},
 		{"empty", "", "no device types"},

@@ -41,7 +41,7 @@ func ParseMachines(data []byte) ([]Machine, error) {
 	var doc struct {
 		Machines []Machine `toml:"machines"`
 	}
-	if err := decodeStrictTOML(data, "device-type vocabulary", &doc); err != nil {
+	if err := DecodeTOML(data, "device-type vocabulary", &doc); err != nil {
 		return nil, err
 	}
 	if len(doc.Machines) == 0 {

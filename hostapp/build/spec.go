@@ -1,14 +1,11 @@
 package build
 
 import (
-	"bytes"
 	_ "embed"
-	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 
-	"github.com/pelletier/go-toml/v2"
+	"github.com/hostos/hostos/config"
 )
 
 // Spec is a build specification as written in TOML. Sizes are MiB; zero means the device type's default.
@@ -71,9 +68,8 @@ func DefaultSpec() (*Spec, error) { return ParseSpec(defaultSpec, "default.toml"
 // line and key.
 func ParseSpec(b []byte, name, dir string) (*Spec, error) {
 	var s Spec
-	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return nil, specError(name, err)
+	if err := config.DecodeTOML(b, name, &s); err != nil {
+		return nil, err
 	}
 	s.Dir = dir
 	if dir != "" {
@@ -83,25 +79,6 @@ func ParseSpec(b []byte, name, dir string) (*Spec, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return &s, nil
-}
-
-func specError(name string, err error) error {
-	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) && len(strict.Errors) > 0 {
-		e := strict.Errors[0]
-		row, _ := e.Position()
-		return fmt.Errorf("%s:%d: unknown key %q", name, row, strings.Join(e.Key(), "."))
-	}
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, _ := de.Position()
-		key := strings.Join(de.Key(), ".")
-		if key != "" {
-			return fmt.Errorf("%s:%d: key %q: %s", name, row, key, de.Error())
-		}
-		return fmt.Errorf("%s:%d: %s", name, row, de.Error())
-	}
-	return fmt.Errorf("%s: %w", name, err)
 }
 
 func (s *Spec) validate() error {

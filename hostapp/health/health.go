@@ -2,13 +2,11 @@
 package health
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
+	"github.com/hostos/hostos/config"
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
@@ -55,9 +53,8 @@ func Parse(data []byte, name string) (Checks, error) {
 	var doc struct {
 		Check []fileCheck `toml:"check"`
 	}
-	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, decodeError(name, err)
+	if err := config.DecodeTOML(data, name, &doc); err != nil {
+		return nil, err
 	}
 	lines := keyLines(data)
 	at := func(i int, key string) string {
@@ -129,24 +126,6 @@ func (c Check) validate() (key string, err error) {
 		return "timeout", fmt.Errorf("%s: key \"timeout\": %s, need more than 0", what, c.Timeout)
 	}
 	return "", nil
-}
-
-func decodeError(name string, err error) error {
-	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) && len(strict.Errors) > 0 {
-		e := strict.Errors[0]
-		row, _ := e.Position()
-		return fmt.Errorf("%s:%d: unknown key %q", name, row, strings.Join(e.Key(), "."))
-	}
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, _ := de.Position()
-		if key := strings.Join(de.Key(), "."); key != "" {
-			return fmt.Errorf("%s:%d: key %q: %s", name, row, key, de.Error())
-		}
-		return fmt.Errorf("%s:%d: %s", name, row, de.Error())
-	}
-	return fmt.Errorf("%s: %w", name, err)
 }
 
 // lineIndex holds, for the n-th [[check]] table, the line of its header and of each key in it.
