@@ -41,7 +41,7 @@ EOF
 
 (cd "$repo" && go build -o "$W/pairs" ./scripts/bench/pairs) || { echo "bench-configure: go build pairs failed" >&2; exit 2; }
 printf 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello") }\n' >"$W/hello.go"
-(cd "$W" && GOFLAGS= go build -trimpath -o hello hello.go) # built as make hostos builds hostos
+(cd "$W" && GOFLAGS= CGO_ENABLED=0 go build -trimpath -o hello hello.go) # built as make hostos builds hostos
 
 hostos_cmd() {
 	echo "$hostos configure -q $1 --config $W/config.json --hostname bench-unit --ssh-key $W/k1.pub --ssh-key $W/k2.pub" \
