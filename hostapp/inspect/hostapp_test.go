@@ -68,6 +68,7 @@ source = %q
 		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
 		{Name: "etc/os-release", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(osr))},
 		{Name: "boot/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "boot/init", Typeflag: tar.TypeSymlink, Linkname: "/sbin/init"},
 	} {
 		h.ModTime = when
 		if err := tw.WriteHeader(h); err != nil {
