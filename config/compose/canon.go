@@ -22,7 +22,8 @@ import (
 // when empty, byte sizes as decimal strings, durations as Go durations, commands split as a shell does).
 
 // composeFields are the service fields of the Compose specification that balena neither applies nor
-// refuses: accepted with a warning, kept as written.
+// refuses: accepted with a warning and kept in the composition, in canonical form (umask and the
+// lifecycle hooks as written).
 var composeFields = map[string]bool{
 	"annotations": true, "attach": true, "cgroup": true, "cpu_rt_period": true, "cpu_rt_runtime": true,
 	"device_cgroup_rules": true, "pull_refresh_after": true, "umask": true, "use_api_socket": true,
@@ -288,7 +289,8 @@ func (p *parser) canonService(name string, raw any) (map[string]any, error) {
 		var c any
 		switch k {
 		case "cgroup_parent", "cpuset", "domainname", "hostname", "image", "ipc", "mac_address", "network_mode",
-			"stop_signal", "user", "userns_mode", "working_dir", "restart", "container_name":
+			"stop_signal", "user", "userns_mode", "working_dir", "restart", "container_name", "cgroup", "uts",
+			"pull_refresh_after":
 			var s string
 			if s, err = asString(v); err == nil && s != "" {
 				c = s
@@ -303,14 +305,14 @@ func (p *parser) canonService(name string, raw any) (map[string]any, error) {
 					c = s
 				}
 			}
-		case "privileged", "read_only", "tty":
+		case "privileged", "read_only", "tty", "use_api_socket":
 			var b bool
 			if b, err = asBool(v); err == nil && b {
 				c = true
 			}
-		case "init":
+		case "init", "attach":
 			c, err = asBool(v)
-		case "cpu_shares", "cpu_quota", "oom_score_adj", "pids_limit":
+		case "cpu_shares", "cpu_quota", "oom_score_adj", "pids_limit", "cpu_rt_period", "cpu_rt_runtime":
 			var n int64
 			if n, err = asInt(v); err == nil && n != 0 {
 				c = n
@@ -321,7 +323,7 @@ func (p *parser) canonService(name string, raw any) (map[string]any, error) {
 			c, err = unitBytes(v)
 		case "stop_grace_period":
 			c, err = duration(v)
-		case "cap_add", "cap_drop", "security_opt", "dns_opt":
+		case "cap_add", "cap_drop", "security_opt", "dns_opt", "device_cgroup_rules", "volumes_from":
 			var l []any
 			if l, err = asStrings(v); err == nil && len(l) > 0 {
 				c = l
@@ -366,7 +368,7 @@ func (p *parser) canonService(name string, raw any) (map[string]any, error) {
 				}
 				c = m
 			}
-		case "sysctls":
+		case "sysctls", "annotations":
 			var m map[string]any
 			if m, err = listOrDict(v); err == nil && len(m) > 0 {
 				for key, val := range m {

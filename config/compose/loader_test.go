@@ -84,6 +84,8 @@ var loaderCases = []string{
 	// warned fields
 	"services:\n  a:\n    image: x\n    annotations: {a: b}\n    device_cgroup_rules: ['c 1:3 mr']\n    uts: host\n    volumes_from: [b]\n  b:\n    image: y\n",
 	"services:\n  a:\n    image: x\n    restart: on-failure:3\n",
+	"services:\n  a:\n    image: x\n    annotations: [a=b, c]\n    attach: false\n    cgroup: host\n    cpu_rt_period: 0\n    cpu_rt_runtime: '100'\n    device_cgroup_rules: []\n    use_api_socket: false\n    pull_refresh_after: ''\n",
+	"services:\n  a:\n    image: x\n    attach: 'yes'\n    use_api_socket: true\n    uts: host\n    volumes_from: [b, 'container:c:ro']\n  b:\n    image: y\n",
 	// mistakes
 	"services:\n  a:\n    image: 1\n",
 	"services:\n  a:\n    image: x\n    user: 1000\n",
