@@ -7,7 +7,8 @@
 //   - hostapp: balenaOS's, described below.
 //
 // Open tells them apart (a slot whose root has a "current" symlink and a "balena" directory is a hostapp
-// slot) and reads a file of the OS from either; Stage writes the hostapp layout into a staged tree.
+// slot) and reads the OS's files and directories from either (for a hostapp slot, as mobynit would
+// mount it); Stage writes the hostapp layout into a staged tree.
 //
 // # The hostapp layout
 //

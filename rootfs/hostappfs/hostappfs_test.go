@@ -170,6 +170,29 @@ func TestStageAndRead(t *testing.T) {
 	if b, err := o.ReadFile("/etc"); err == nil {
 		t.Errorf("/etc: read %q, want an error (a directory)", b)
 	}
+	// Directories list as the merged view shows them.
+	for dir, want := range map[string]string{
+		"/":            "boot etc usr",
+		"/etc":         "conf.d os-release", // gone: whited out
+		"/etc/conf.d":  "b",                 // a: under the opaque directory
+		"/boot":        "bzImage init",
+		"/usr/lib/../": "lib",
+	} {
+		names, err := o.ReadDir(dir)
+		if got := strings.Join(names, " "); err != nil || got != want {
+			t.Errorf("ReadDir %s: %q, %v; want %q", dir, got, err, want)
+		}
+	}
+	if fi, err := o.Lstat("/etc/os-release"); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Errorf("Lstat /etc/os-release: %v, %v; want the symlink", fi, err)
+	}
+	if fi, err := o.Lstat("/etc/gone"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Lstat /etc/gone: %v, %v; want not found", fi, err)
+	}
+	if fi, err := o.Lstat("/boot"); err != nil || !fi.IsDir() {
+		t.Errorf("Lstat /boot: %v, %v; want a directory", fi, err)
+	}
+
 	// What balenaOS itself follows at the slot's root: current/boot/init (rollback-health), sbin/init, boot.
 	for _, name := range []string{"/current/boot/init", "/sbin/init", "/boot/init"} {
 		b, err := fsys.ReadFile(name)

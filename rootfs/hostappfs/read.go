@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"sort"
 	"strings"
 
 	dext4 "github.com/diskfs/go-diskfs/filesystem/ext4"
@@ -124,11 +125,93 @@ func (o *OS) ReadFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p == "/" {
+		return nil, fmt.Errorf("%s in container %s: a directory", name, short(o.container))
+	}
 	b, err := o.fsys.ReadFile(layer + p)
 	if err != nil {
 		return nil, fmt.Errorf("%s in container %s: %w", name, short(o.container), err)
 	}
 	return b, nil
+}
+
+// Lstat describes the entry name of the OS without following a final symlink (its parents' are
+// followed, inside the OS's root).
+func (o *OS) Lstat(name string) (fs.FileInfo, error) {
+	if o.layout == Flat {
+		return o.fsys.Lstat(name)
+	}
+	parts := splitPath(name)
+	if len(parts) == 0 {
+		return o.fsys.Lstat(o.layers[0])
+	}
+	_, dir, err := o.resolve(path.Dir("/" + strings.Join(parts, "/")))
+	if err != nil {
+		return nil, err
+	}
+	_, fi, err := o.lookup(path.Join(dir, parts[len(parts)-1]))
+	if err != nil {
+		return nil, fmt.Errorf("%s in container %s: %w", name, short(o.container), err)
+	}
+	return fi, nil
+}
+
+// ReadDir lists the names in the OS's directory name, sorted, as the merged view shows them: the
+// directory's entries in each layer down to an opaque one, less those a whiteout hides.
+func (o *OS) ReadDir(name string) ([]string, error) {
+	if o.layout == Flat {
+		return o.fsys.ReadDir(name)
+	}
+	_, p, err := o.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	layers := o.layers
+	if p != "/" {
+		var fi fs.FileInfo
+		if layers, fi, err = o.stack(p); err != nil {
+			return nil, fmt.Errorf("%s in container %s: %w", name, short(o.container), err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("%s in container %s: not a directory", name, short(o.container))
+		}
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, layer := range layers {
+		dir := strings.TrimSuffix(layer+p, "/")
+		entries, err := o.fsys.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s in container %s: %w", name, short(o.container), err)
+		}
+		for _, n := range entries {
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+			fi, err := o.fsys.Lstat(dir + "/" + n)
+			if err != nil {
+				return nil, fmt.Errorf("%s in container %s: %w", name, short(o.container), err)
+			}
+			if !whiteout(fi) {
+				names = append(names, n)
+			}
+		}
+		if p == "/" { // every layer's root shows, down to an opaque one
+			fi, err := o.fsys.Lstat(layer)
+			if err != nil {
+				return nil, err
+			}
+			if opaque, err := o.isOpaque(layer, fi); err != nil || opaque {
+				if err != nil {
+					return nil, err
+				}
+				break
+			}
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // container is what mobynit reads of a container's config.v2.json.
@@ -241,7 +324,7 @@ const maxLayers = 129
 const maxHops = 40
 
 // resolve finds the layer holding name in the container's root, following symlinks in the merged view;
-// it returns the layer directory and the path inside it.
+// it returns the layer directory and the path inside it, or "" and "/" for the root directory.
 func (o *OS) resolve(name string) (layer, p string, err error) {
 	parts := splitPath(name)
 	cur := ""
@@ -276,7 +359,7 @@ func (o *OS) resolve(name string) (layer, p string, err error) {
 		parts = append(splitPath(path.Join(cur, target)), parts...)
 		cur = ""
 	}
-	return "", "", fmt.Errorf("%s in container %s: a directory", name, short(o.container))
+	return "", "/", nil // the root directory
 }
 
 // splitPath cleans name to components inside a root ("/../etc" is "/etc").
@@ -288,42 +371,72 @@ func splitPath(name string) []string {
 	return strings.Split(c[1:], "/")
 }
 
-// lookup finds the topmost entry for p (whose parent is a directory in the merged view) under
-// overlayfs's rules: whiteouts, opaque directories and non-directories hide what lies below them.
+// lookup finds the topmost entry for p (whose parent is a directory in the merged view).
 func (o *OS) lookup(p string) (string, fs.FileInfo, error) {
+	layers, fi, err := o.stack(p)
+	if err != nil {
+		return "", nil, err
+	}
+	return layers[0], fi, nil
+}
+
+// stack lists the layers whose entry at p (whose parent is a directory in the merged view) shows in the
+// merged view, top first, and describes the topmost: one layer for a non-directory, each layer's
+// directory down to the first opaque one for a directory. It follows overlayfs's rules: a whiteout, an
+// opaque directory or a non-directory hides what the layers below hold at its place and under it.
+func (o *OS) stack(p string) ([]string, fs.FileInfo, error) {
 	comps := splitPath(p)
+	var (
+		out []string
+		top fs.FileInfo
+	)
 	for _, layer := range o.layers {
-		opaque := false
+		hidesBelow := false // this layer ends the search: nothing below shows at p
 		at := ""
 		for i, c := range comps {
 			at += "/" + c
 			fi, err := o.fsys.Lstat(layer + at)
 			if errors.Is(err, fs.ErrNotExist) {
-				if opaque {
-					return "", nil, fs.ErrNotExist
-				}
-				break // this layer holds nothing at p: look below
+				break // this layer holds nothing at p: look below, unless an opaque parent hides it
 			}
 			if err != nil {
-				return "", nil, err
+				return nil, nil, err
 			}
-			if whiteout(fi) {
-				return "", nil, fs.ErrNotExist
+			if whiteout(fi) || (!fi.IsDir() && (i < len(comps)-1 || top != nil)) {
+				hidesBelow = true // a whiteout, a file over the path, or a lower file under an upper directory
+				break
 			}
+			opaque, err := o.isOpaque(layer+at, fi)
+			if err != nil {
+				return nil, nil, err
+			}
+			hidesBelow = hidesBelow || opaque
 			if i == len(comps)-1 {
-				return layer, fi, nil
-			}
-			if !fi.IsDir() {
-				return "", nil, fs.ErrNotExist
-			}
-			if !opaque {
-				if opaque, err = o.opaque(layer + at); err != nil {
-					return "", nil, err
+				out = append(out, layer)
+				if top == nil {
+					top = fi
+				}
+				if !fi.IsDir() {
+					hidesBelow = true
 				}
 			}
 		}
+		if hidesBelow {
+			break
+		}
 	}
-	return "", nil, fs.ErrNotExist
+	if top == nil {
+		return nil, nil, fs.ErrNotExist
+	}
+	return out, top, nil
+}
+
+// isOpaque tells an opaque directory; anything else is not.
+func (o *OS) isOpaque(name string, fi fs.FileInfo) (bool, error) {
+	if !fi.IsDir() {
+		return false, nil
+	}
+	return o.opaque(name)
 }
 
 // whiteout tells overlayfs's whiteout, a character device 0:0.
