@@ -22,6 +22,7 @@ import (
 	"github.com/hostos/hostos/hostapp/update"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/ext4"
+	"github.com/hostos/hostos/rootfs/hostappfs"
 )
 
 func newBundleCmd() *cobra.Command {
@@ -223,7 +224,7 @@ func openDeltaBase(path, tmp string) (*bundle.DeltaBase, func(), error) {
 			f.Close()
 			return fail(err)
 		}
-		osr, err := ext4.ReadFile(f, 0, size, "/etc/os-release")
+		osr, err := hostappfs.ReadFile(f, 0, size, "/etc/os-release") // a flat or a balenaOS hostapp slot
 		v := config.OSVersion(osr)
 		if err != nil || v == "" {
 			f.Close()
