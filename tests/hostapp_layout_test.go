@@ -168,7 +168,28 @@ func TestHostappLayout(t *testing.T) {
 	if left := strings.TrimSpace(e.Must("volume", "ls", "--quiet")); left != "" {
 		t.Errorf("volumes left after rm --volumes: %s", left)
 	}
+
+	// Then it writes the slot with the engine: load, create, link. hostos reads what the engine wrote
+	// (its container has an init layer, which mobynit and hostos leave out).
+	archive3 := filepath.Join(t.TempDir(), "hostapp-3.0.0.tar")
+	tag3, err := name.NewTag("balena-os/hostapp:3.0.0")
+	must(t, err)
+	must(t, tarball.WriteToFile(archive3, tag3, balenaHostapp(t, "3.0.0")))
+	e.Must("load", "--quiet", "-i", archive3)
+	id3 := strings.TrimSpace(e.Must("create", "-v", "/boot", "balena-os/hostapp:3.0.0", "/bin/sh"))
+	vol := strings.TrimSpace(e.Must("inspect", "-f", `{{range .Mounts}}{{if eq .Destination "/boot"}}{{.Source}}{{end}}{{end}}`, id3))
 	e.Stop()
+	must(t, os.RemoveAll(filepath.Join(mnt, "hostapps")))
+	must(t, os.MkdirAll(filepath.Join(mnt, "hostapps", id3), 0o755))
+	rel, err := filepath.Rel(filepath.Join(mnt, "hostapps", id3), vol)
+	must(t, err)
+	must(t, os.Symlink(rel, filepath.Join(mnt, "hostapps", id3, "boot")))
+	must(t, os.Symlink("hostapps/"+id3, filepath.Join(mnt, "current.new")))
+	must(t, os.Rename(filepath.Join(mnt, "current.new"), filepath.Join(mnt, "current")))
+	enginetest.UnmountUnder(t, mnt)
+	if s := status(t, img, bootenv.SlotA); s.Versions[bootenv.SlotB] != "3.0.0" {
+		t.Errorf("status of the slot the engine wrote: versions %v, want B 3.0.0", s.Versions)
+	}
 }
 
 // unmountDir unmounts a mount the test made.
