@@ -175,6 +175,12 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 	root.Close()
 	os.RemoveAll(filepath.Join(work, hostappDir))
 	o.Progress(step, 1, 1)
+	var boot func(func(string, int64, io.Reader) error) error
+	if isContainerImage(kind) {
+		if boot, err = resinBoot(ctx, img, size); err != nil {
+			return nil, fmt.Errorf("update %s: %w", what, err)
+		}
+	}
 	f, err := os.Open(img)
 	if err != nil {
 		return nil, fmt.Errorf("update %s: %w", what, err)
@@ -182,6 +188,7 @@ func fromTree(ctx context.Context, what, src string, kind tree.Kind, work string
 	return &Payload{
 		Size:  size,
 		Image: &ctxReader{ctx: ctx, r: f},
+		Boot:  boot,
 		Close: onceClose(func() error {
 			err := f.Close()
 			if rerr := os.RemoveAll(work); err == nil {
