@@ -1376,7 +1376,23 @@ func (p *parser) build(v any) (any, error) {
 	return out, nil
 }
 
-var volumeFields = map[string]bool{"name": true, "driver": true, "driver_opts": true, "external": true, "labels": true}
+var (
+	volumeSchema  = schema{field: volumeField, notField: "a field of a volume"}
+	networkSchema = schema{field: networkField, notField: "a field of a network"}
+)
+
+// volumeField gives the decoder of a field of a top-level volume.
+func volumeField(k string) decoder {
+	switch k {
+	case "name", "driver":
+		return nonEmptyString
+	case "driver_opts":
+		return driverOptions
+	case "labels":
+		return labelValues
+	}
+	return nil
+}
 
 func (p *parser) canonVolume(name string, raw any) (map[string]any, error) {
 	at := "volumes." + name
@@ -1385,46 +1401,23 @@ func (p *parser) canonVolume(name string, raw any) (map[string]any, error) {
 		return nil, p.errorf(at, "volume %s: %s, not a mapping", name, typeName(raw))
 	}
 	out := map[string]any{"name": name}
-	for _, k := range sortedKeys(m) {
-		x := m[k]
-		if strings.HasPrefix(k, "x-") {
-			continue
-		}
-		var err error
-		switch k {
-		case "name", "driver":
-			var s string
-			if s, err = asString(x); err == nil && s != "" {
-				out[k] = s
-			}
-		case "driver_opts":
-			var c any
-			if c, err = driverOptions(x); err == nil && c != nil {
-				out[k] = c
-			}
-		case "labels":
-			var l map[string]any
-			if l, err = listOrDict(x); err == nil && len(l) > 0 {
-				for key, val := range l {
-					if val == nil {
-						l[key] = ""
-					}
-				}
-				out[k] = l
-			}
-		default:
-			return nil, p.errorf(at+"."+k, "volume %s: %s is not a field of a volume", name, k)
-		}
-		if err != nil {
-			return nil, p.errorf(at+"."+k, "volume %s: %s: %v", name, k, err)
-		}
+	if err := volumeSchema.decode(m, out); err != nil {
+		return nil, p.sectionError(at, "volume "+name, err)
 	}
 	return out, nil
 }
 
-var networkFields = map[string]bool{
-	"name": true, "driver": true, "driver_opts": true, "ipam": true, "external": true, "internal": true,
-	"attachable": true, "labels": true, "enable_ipv4": true, "enable_ipv6": true,
+// networkField gives the decoder of a field of a top-level network: those of a volume and more.
+func networkField(k string) decoder {
+	switch k {
+	case "internal", "attachable":
+		return trueBool
+	case "enable_ipv4", "enable_ipv6":
+		return boolean
+	case "ipam":
+		return ipam
+	}
+	return volumeField(k)
 }
 
 func (p *parser) canonNetwork(name string, raw any) (map[string]any, error) {
@@ -1434,131 +1427,68 @@ func (p *parser) canonNetwork(name string, raw any) (map[string]any, error) {
 		return nil, p.errorf(at, "network %s: %s, not a mapping", name, typeName(raw))
 	}
 	out := map[string]any{"name": name, "ipam": map[string]any{}}
-	for _, k := range sortedKeys(m) {
-		x := m[k]
-		if strings.HasPrefix(k, "x-") {
-			continue
-		}
-		var err error
-		switch k {
-		case "name", "driver":
-			var s string
-			if s, err = asString(x); err == nil && s != "" {
-				out[k] = s
-			}
-		case "driver_opts":
-			var c any
-			if c, err = driverOptions(x); err == nil && c != nil {
-				out[k] = c
-			}
-		case "labels":
-			var l map[string]any
-			if l, err = listOrDict(x); err == nil && len(l) > 0 {
-				for key, val := range l {
-					if val == nil {
-						l[key] = ""
-					}
-				}
-				out[k] = l
-			}
-		case "internal", "attachable":
-			var b bool
-			if b, err = asBool(x); err == nil && b {
-				out[k] = true
-			}
-		case "enable_ipv4", "enable_ipv6":
-			var b bool
-			if b, err = asBool(x); err == nil {
-				out[k] = b
-			}
-		case "ipam":
-			var c map[string]any
-			if c, err = ipam(x); err == nil {
-				out[k] = c
-			}
-		default:
-			return nil, p.errorf(at+"."+k, "network %s: %s is not a field of a network", name, k)
-		}
-		if err != nil {
-			return nil, p.errorf(at+"."+k, "network %s: %s: %v", name, k, err)
-		}
+	if err := networkSchema.decode(m, out); err != nil {
+		return nil, p.sectionError(at, "network "+name, err)
 	}
 	return out, nil
 }
 
-func ipam(v any) (map[string]any, error) {
+var (
+	ipamSchema = schema{notField: "a field of ipam", field: func(k string) decoder {
+		switch k {
+		case "driver":
+			return nonEmptyString
+		case "options":
+			return driverOptions
+		case "config":
+			return addressPools
+		}
+		return nil
+	}}
+	addressPoolSchema = schema{notField: "a field of an address pool", field: func(k string) decoder {
+		switch k {
+		case "subnet", "gateway", "ip_range":
+			return nonEmptyString
+		case "aux_addresses":
+			return keyValues
+		}
+		return nil
+	}}
+)
+
+func ipam(v any) (any, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		return nil, errf("%s is not a mapping", typeName(v))
 	}
 	out := map[string]any{}
-	for _, k := range sortedKeys(m) {
-		x := m[k]
-		switch k {
-		case "driver":
-			s, err := asString(x)
-			if err != nil {
-				return nil, errf("driver: %v", err)
-			}
-			if s != "" {
-				out[k] = s
-			}
-		case "options":
-			c, err := driverOptions(x)
-			if err != nil {
-				return nil, errf("options: %v", err)
-			}
-			if c != nil {
-				out[k] = c
-			}
-		case "config":
-			l, ok := x.([]any)
-			if !ok {
-				return nil, errf("config: %s is not a list", typeName(x))
-			}
-			var pools []any
-			for _, e := range l {
-				pm, ok := e.(map[string]any)
-				if !ok {
-					return nil, errf("config: entry %s is not a mapping", quote(e))
-				}
-				pool := map[string]any{}
-				for _, pk := range sortedKeys(pm) {
-					switch pk {
-					case "subnet", "gateway", "ip_range":
-						s, err := asString(pm[pk])
-						if err != nil {
-							return nil, errf("config.%s: %v", pk, err)
-						}
-						if s != "" {
-							pool[pk] = s
-						}
-					case "aux_addresses":
-						a, err := listOrDict(pm[pk])
-						if err != nil {
-							return nil, errf("config.aux_addresses: %v", err)
-						}
-						if len(a) > 0 {
-							pool[pk] = a
-						}
-					default:
-						if !strings.HasPrefix(pk, "x-") {
-							return nil, errf("config: %s is not a field of an address pool", pk)
-						}
-					}
-				}
-				pools = append(pools, pool)
-			}
-			if len(pools) > 0 {
-				out[k] = pools
-			}
-		default:
-			if !strings.HasPrefix(k, "x-") {
-				return nil, errf("%s is not a field of ipam", k)
-			}
-		}
+	if err := ipamSchema.decode(m, out); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+func addressPools(v any) (any, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, errf("%s is not a list", typeName(v))
+	}
+	var pools []any
+	for _, e := range l {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, errf("entry %s is not a mapping", quote(e))
+		}
+		pool := map[string]any{}
+		if err := addressPoolSchema.decode(m, pool); err != nil {
+			return nil, err
+		}
+		pools = append(pools, pool)
+	}
+	if len(pools) == 0 {
+		return nil, nil
+	}
+	return pools, nil
 }
 
 // jsonModel gives the model JSON's types (float64 numbers, float32 as JSON writes it).
