@@ -130,6 +130,7 @@ func newToolReader(r io.Reader, name string, args ...string) (*toolReader, error
 	if err != nil {
 		return nil, err
 	}
+	growPipe(out)
 	if err := t.cmd.Start(); err != nil {
 		return nil, err
 	}
