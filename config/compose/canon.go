@@ -383,7 +383,7 @@ func (p *parser) canonService(name string, raw any) (map[string]any, error) {
 		case "ulimits":
 			c, err = ulimits(v)
 		case "healthcheck":
-			c, err = healthcheck(v)
+			c, err = healthcheckSchema.mapping(v)
 		case "networks":
 			c, err = serviceNetworks(v)
 		case "ports":
@@ -683,61 +683,61 @@ func ulimits(v any) (any, error) {
 	return out, nil
 }
 
-func healthcheck(v any) (any, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, errf("%s is not a mapping", typeName(v))
+var healthcheckSchema = schema{notField: "a healthcheck field", field: func(k string) decoder {
+	switch k {
+	case "test":
+		return healthcheckTest
+	case "interval", "timeout", "start_period", "start_interval":
+		return duration
+	case "retries":
+		return count
+	case "disable":
+		return trueBool
 	}
-	out := map[string]any{}
-	for _, k := range sortedKeys(m) {
-		e := m[k]
-		switch k {
-		case "test":
-			switch t := e.(type) {
-			case string:
-				out[k] = []any{"CMD-SHELL", t}
-			default:
-				l, err := asStrings(e)
-				if err != nil {
-					return nil, errf("test: %v", err)
-				}
-				if len(l) > 0 {
-					out[k] = l
-				}
-			}
-		case "interval", "timeout", "start_period", "start_interval":
-			d, err := duration(e)
-			if err != nil {
-				return nil, errf("%s: %v", k, err)
-			}
-			out[k] = d
-		case "retries":
-			n, err := asInt(e)
-			if err != nil || n < 0 {
-				return nil, errf("retries: %s is not a count", quote(e))
-			}
-			out[k] = n
-		case "disable":
-			b, err := asBool(e)
-			if err != nil {
-				return nil, errf("disable: %v", err)
-			}
-			if b {
-				out[k] = true
-			}
-		default:
-			if !strings.HasPrefix(k, "x-") {
-				return nil, errf("%s is not a healthcheck field", k)
-			}
-		}
+	return nil
+}}
+
+// healthcheckTest reads a healthcheck's test; a string runs in a shell.
+func healthcheckTest(v any) (any, error) {
+	if s, ok := v.(string); ok {
+		return []any{"CMD-SHELL", s}, nil
 	}
-	return out, nil
+	return nonEmptyStrings(v)
 }
 
-var serviceNetworkFields = map[string]string{
-	"aliases": "strings", "ipv4_address": "string", "ipv6_address": "string", "link_local_ips": "strings",
-	"mac_address": "string", "driver_opts": "options", "priority": "int", "gw_priority": "int",
-	"interface_name": "string",
+// count reads an integer that is not negative.
+func count(v any) (any, error) {
+	n, err := asInt(v)
+	if err != nil || n < 0 {
+		return nil, errf("%s is not a count", quote(v))
+	}
+	return n, nil
+}
+
+var serviceNetworkSchema = schema{notField: "a field of a service's network", field: func(k string) decoder {
+	switch k {
+	case "aliases", "link_local_ips":
+		return uniqueStrings
+	case "ipv4_address", "ipv6_address", "mac_address", "interface_name":
+		return nonEmptyString
+	case "priority", "gw_priority":
+		return nonZeroInt
+	case "driver_opts":
+		return driverOptions
+	case "use_service_name_alias":
+		return boolean
+	}
+	return nil
+}}
+
+// uniqueStrings reads a list of strings without repeats, left out when empty.
+func uniqueStrings(v any) (any, error) {
+	l, err := asStrings(v)
+	if err != nil || len(l) == 0 {
+		return nil, err
+	}
+	u, _ := uniqueEntries(l, keyValueIndex)
+	return u, nil
 }
 
 func serviceNetworks(v any) (any, error) {
@@ -762,45 +762,8 @@ func serviceNetworks(v any) (any, error) {
 				return nil, errf("%s: %s is not a mapping", n, typeName(e))
 			}
 			cfg := map[string]any{}
-			for _, k := range sortedKeys(m) {
-				x := m[k]
-				if strings.HasPrefix(k, "x-") {
-					continue
-				}
-				var c any
-				var err error
-				switch serviceNetworkFields[k] {
-				case "strings":
-					var l []any
-					if l, err = asStrings(x); err == nil && len(l) > 0 {
-						u, _ := uniqueEntries(l, keyValueIndex)
-						c = u
-					}
-				case "string":
-					var s string
-					if s, err = asString(x); err == nil && s != "" {
-						c = s
-					}
-				case "int":
-					var i int64
-					if i, err = asInt(x); err == nil && i != 0 {
-						c = i
-					}
-				case "options":
-					c, err = driverOptions(x)
-				default:
-					if k == "use_service_name_alias" {
-						c, err = asBool(x)
-						break
-					}
-					return nil, errf("%s: %s is not a field of a service's network", n, k)
-				}
-				if err != nil {
-					return nil, errf("%s.%s: %v", n, k, err)
-				}
-				if c != nil {
-					cfg[k] = c
-				}
+			if err := serviceNetworkSchema.decode(m, cfg); err != nil {
+				return nil, within(n, err)
 			}
 			out[n] = cfg
 		}
@@ -831,6 +794,42 @@ func driverOptions(v any) (any, error) {
 	return out, nil
 }
 
+var portSchema = schema{notField: "a field of a port", field: func(k string) decoder {
+	switch k {
+	case "target":
+		return portTarget
+	case "published":
+		return publishedPort
+	case "host_ip", "protocol", "mode", "name", "app_protocol":
+		return nonEmptyString
+	}
+	return nil
+}}
+
+func portTarget(v any) (any, error) {
+	n, err := asInt(v)
+	if _, isFloat := v.(float64); err != nil || isFloat || n < 0 || n > math.MaxUint32 {
+		return nil, errf("%s is not a port", quote(v))
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return n, nil
+}
+
+func publishedPort(v any) (any, error) {
+	switch v := v.(type) {
+	case string:
+		if v == "" {
+			return nil, nil
+		}
+		return v, nil
+	case int, int64, uint64:
+		return fmt.Sprint(v), nil
+	}
+	return nil, errf("%s is not a port", quote(v))
+}
+
 // ports expands the short syntax ([ip:][published[-range]:]target[-range][/protocol]) into one long
 // entry per port, as compose does.
 func ports(v any) (any, error) {
@@ -849,44 +848,8 @@ func ports(v any) (any, error) {
 			out = append(out, expanded...)
 		case map[string]any:
 			m := map[string]any{}
-			for _, k := range sortedKeys(e) {
-				x := e[k]
-				switch k {
-				case "target":
-					n, err := asInt(x)
-					if err != nil || n < 0 || n > math.MaxUint32 {
-						return nil, errf("target: %s is not a port", quote(x))
-					}
-					if _, isFloat := x.(float64); isFloat {
-						return nil, errf("target: %v is not a port", x)
-					}
-					if n != 0 {
-						m[k] = n
-					}
-				case "published":
-					switch x := x.(type) {
-					case string:
-						if x != "" {
-							m[k] = x
-						}
-					case int, int64, uint64:
-						m[k] = fmt.Sprint(x)
-					default:
-						return nil, errf("published: %s is not a port", quote(x))
-					}
-				case "host_ip", "protocol", "mode", "name", "app_protocol":
-					s, err := asString(x)
-					if err != nil {
-						return nil, errf("%s: %v", k, err)
-					}
-					if s != "" {
-						m[k] = s
-					}
-				default:
-					if !strings.HasPrefix(k, "x-") {
-						return nil, errf("%s is not a field of a port", k)
-					}
-				}
+			if err := portSchema.decode(e, m); err != nil {
+				return nil, err
 			}
 			if _, ok := e["target"]; !ok {
 				return nil, errf("a port needs a target")
@@ -1025,6 +988,54 @@ func parseVolume(spec string) (map[string]any, error) {
 
 func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
 
+// mountSchema is that of a service's volume in the long syntax.
+var mountSchema = schema{notField: "a field of a volume", field: func(k string) decoder {
+	switch k {
+	case "type", "source", "consistency":
+		return nonEmptyString
+	case "target":
+		return mountTarget
+	case "read_only":
+		return trueBool
+	case "bind", "volume", "tmpfs", "image":
+		return mountOptions
+	}
+	return nil
+}}
+
+func mountTarget(v any) (any, error) {
+	s, err := asString(v)
+	if err != nil {
+		return nil, err
+	}
+	return nonEmptyString(cleanTarget(s))
+}
+
+// mountOptions keeps the options of a bind, volume, tmpfs or image mount as written, but nocopy: false.
+func mountOptions(v any) (any, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errf("%s is not a mapping", typeName(v))
+	}
+	out := map[string]any{}
+	for k, e := range m {
+		if strings.HasPrefix(k, "x-") {
+			continue
+		}
+		if k == "nocopy" {
+			b, err := asBool(e)
+			if err != nil {
+				return nil, &keyError{key: k, err: err}
+			}
+			if !b {
+				continue
+			}
+		}
+		out[k] = e
+	}
+	return out, nil
+}
+
 func serviceVolumes(v any) (any, error) {
 	l, ok := v.([]any)
 	if !ok {
@@ -1041,55 +1052,8 @@ func serviceVolumes(v any) (any, error) {
 			out = append(out, vol)
 		case map[string]any:
 			vol := map[string]any{}
-			for _, k := range sortedKeys(e) {
-				x := e[k]
-				switch k {
-				case "type", "source", "target", "consistency":
-					s, err := asString(x)
-					if err != nil {
-						return nil, errf("%s: %v", k, err)
-					}
-					if k == "target" {
-						s = cleanTarget(s)
-					}
-					if s != "" {
-						vol[k] = s
-					}
-				case "read_only":
-					b, err := asBool(x)
-					if err != nil {
-						return nil, errf("read_only: %v", err)
-					}
-					if b {
-						vol[k] = true
-					}
-				case "bind", "volume", "tmpfs", "image":
-					m, ok := x.(map[string]any)
-					if !ok {
-						return nil, errf("%s: %s is not a mapping", k, typeName(x))
-					}
-					sub := map[string]any{}
-					for sk, sv := range m {
-						if strings.HasPrefix(sk, "x-") {
-							continue
-						}
-						if sk == "nocopy" {
-							b, err := asBool(sv)
-							if err != nil {
-								return nil, errf("volume.nocopy: %v", err)
-							}
-							if !b {
-								continue
-							}
-						}
-						sub[sk] = sv
-					}
-					vol[k] = sub
-				default:
-					if !strings.HasPrefix(k, "x-") {
-						return nil, errf("%s is not a field of a volume", k)
-					}
-				}
+			if err := mountSchema.decode(e, vol); err != nil {
+				return nil, err
 			}
 			if _, ok := e["type"]; !ok {
 				return nil, errf("a volume needs a type")
@@ -1104,6 +1068,14 @@ func serviceVolumes(v any) (any, error) {
 	}
 	return out, nil
 }
+
+var deviceSchema = schema{notField: "a field of a device", field: func(k string) decoder {
+	switch k {
+	case "source", "target", "permissions":
+		return nonEmptyString
+	}
+	return nil
+}}
 
 func devices(v any) (any, error) {
 	l, ok := v.([]any)
@@ -1140,21 +1112,8 @@ func devices(v any) (any, error) {
 			out = append(out, m)
 		case map[string]any:
 			m := map[string]any{}
-			for _, k := range sortedKeys(e) {
-				switch k {
-				case "source", "target", "permissions":
-					s, err := asString(e[k])
-					if err != nil {
-						return nil, errf("%s: %v", k, err)
-					}
-					if s != "" {
-						m[k] = s
-					}
-				default:
-					if !strings.HasPrefix(k, "x-") {
-						return nil, errf("%s is not a field of a device", k)
-					}
-				}
+			if err := deviceSchema.decode(e, m); err != nil {
+				return nil, err
 			}
 			out = append(out, m)
 		default:
@@ -1165,6 +1124,28 @@ func devices(v any) (any, error) {
 		return nil, nil
 	}
 	return out, nil
+}
+
+var dependencySchema = schema{notField: "a field of depends_on", field: func(k string) decoder {
+	switch k {
+	case "condition":
+		return condition
+	case "required", "restart":
+		return boolean
+	}
+	return nil
+}}
+
+func condition(v any) (any, error) {
+	c, err := asString(v)
+	if err != nil {
+		return nil, err
+	}
+	switch c {
+	case "service_started", "service_healthy", "service_completed_successfully":
+		return c, nil
+	}
+	return nil, errf("%q is not a condition", c)
 }
 
 func dependsOn(v any) (any, error) {
@@ -1185,30 +1166,8 @@ func dependsOn(v any) (any, error) {
 				return nil, errf("%s: %s is not a mapping", s, typeName(e))
 			}
 			d := map[string]any{"condition": "service_started", "required": true}
-			for _, k := range sortedKeys(m) {
-				switch k {
-				case "condition":
-					c, err := asString(m[k])
-					if err != nil {
-						return nil, errf("%s.condition: %v", s, err)
-					}
-					switch c {
-					case "service_started", "service_healthy", "service_completed_successfully":
-					default:
-						return nil, errf("%s.condition: %q is not a condition", s, c)
-					}
-					d[k] = c
-				case "required", "restart":
-					b, err := asBool(m[k])
-					if err != nil {
-						return nil, errf("%s.%s: %v", s, k, err)
-					}
-					d[k] = b
-				default:
-					if !strings.HasPrefix(k, "x-") {
-						return nil, errf("%s: %s is not a field of depends_on", s, k)
-					}
-				}
+			if err := dependencySchema.decode(m, d); err != nil {
+				return nil, within(s, err)
 			}
 			if d["restart"] == false {
 				delete(d, "restart")
@@ -1223,6 +1182,17 @@ func dependsOn(v any) (any, error) {
 	}
 	return out, nil
 }
+
+// envFileSchema is that of an env_file entry, which has no extension keys.
+var envFileSchema = schema{notField: "a field of env_file", closed: true, field: func(k string) decoder {
+	switch k {
+	case "path", "format":
+		return stringValue
+	case "required":
+		return boolean
+	}
+	return nil
+}}
 
 func envFileEntries(v any) ([]any, error) {
 	var l []any
@@ -1241,23 +1211,8 @@ func envFileEntries(v any) ([]any, error) {
 			out = append(out, map[string]any{"path": e, "required": true})
 		case map[string]any:
 			m := map[string]any{"required": true}
-			for _, k := range sortedKeys(e) {
-				switch k {
-				case "path", "format":
-					s, err := asString(e[k])
-					if err != nil {
-						return nil, errf("%s: %v", k, err)
-					}
-					m[k] = s
-				case "required":
-					b, err := asBool(e[k])
-					if err != nil {
-						return nil, errf("required: %v", err)
-					}
-					m[k] = b
-				default:
-					return nil, errf("%s is not a field of env_file", k)
-				}
+			if err := envFileSchema.decode(e, m); err != nil {
+				return nil, err
 			}
 			if _, ok := m["path"]; !ok {
 				return nil, errf("an entry needs a path")
@@ -1415,7 +1370,7 @@ func networkField(k string) decoder {
 	case "enable_ipv4", "enable_ipv6":
 		return boolean
 	case "ipam":
-		return ipam
+		return ipamSchema.mapping
 	}
 	return volumeField(k)
 }
@@ -1455,18 +1410,6 @@ var (
 		return nil
 	}}
 )
-
-func ipam(v any) (any, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, errf("%s is not a mapping", typeName(v))
-	}
-	out := map[string]any{}
-	if err := ipamSchema.decode(m, out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
 
 func addressPools(v any) (any, error) {
 	l, ok := v.([]any)

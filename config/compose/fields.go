@@ -44,6 +44,19 @@ func (s schema) decode(m, out map[string]any) error {
 	return nil
 }
 
+// mapping is the decoder of a mapping with s's fields.
+func (s schema) mapping(v any) (any, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errf("%s is not a mapping", typeName(v))
+	}
+	out := map[string]any{}
+	if err := s.decode(m, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // A keyError is a mistake in one field of a mapping: in its value, or a key that is no field.
 type keyError struct {
 	key      string
