@@ -28,9 +28,12 @@ const resinBootDir = "/resin-boot"
 // BALENA_BOOTFILES_BLACKLIST of meta-balena's
 // meta-balena-common/recipes-support/hostapp-update-hooks/hostapp-update-hooks.bb at commit
 // f3ee62082eb6ff27aeb4638456209cb13518a82e, with its GRUB_INSTALL_DIR (/EFI/BOOT on EFI machines, /grub
-// otherwise) written out both ways, since an image does not say which it is for. The hook does copy
-// extra_uEnv.txt and grub_extraenv when the boot partition has none, and renames an unmodified
-// resin-logo.png over balena-logo.png; hostos leaves all of them to the device.
+// otherwise) written out both ways, since an image does not say which it is for. The recipe writes
+// "/${GRUB_INSTALL_DIR}/grub_extraenv", "//EFI/BOOT/grub_extraenv" once expanded, which the hook's exact
+// string comparison with "/EFI/BOOT/grub_extraenv" never matches, so balena's hook does overwrite it;
+// hostos follows the intent its deploy function spells out (the device's copy stays). The hook also
+// copies extra_uEnv.txt and grub_extraenv when the boot partition has none, and replaces an old
+// splash/resin-logo.png with balena-logo.png; hostos leaves all of them to the device.
 var balenaBootBlacklist = []string{
 	"config.json", "config.txt", "splash/balena-logo.png", "extra_uEnv.txt",
 	"EFI/BOOT/grub_extraenv", "grub/grub_extraenv", "configfs.json", "hw_intfc.conf", "bootenv",

@@ -52,7 +52,9 @@ type Payload struct {
 	Transferred int64
 	// Boot yields the new OS's boot files (slash-separated paths relative to the boot partition) once
 	// Image was read to io.EOF. fn sees content before it is verified: it is trusted only when Boot
-	// returns nil. Boot is nil when the source has no boot files.
+	// returns nil. Boot is nil when the source has no boot files. A bundle carries them; a container
+	// image (OCI, docker save archive, registry) has them under /resin-boot, as balenaOS's hostapp
+	// images do (see resinBoot).
 	Boot func(fn func(name string, size int64, r io.Reader) error) error
 	// Close releases the source: the connection, the file, the staging directory. Call it once done.
 	Close func() error
