@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -76,7 +77,7 @@ func ociLayout(t *testing.T, img v1.Image) string {
 
 // TestOpenImageResinBoot: an OCI image's /resin-boot gives the payload's boot files, for a flat slot and
 // a hostapp slot alike, as the merged image shows them, less balena's blacklist and the device's own
-// files; an image without /resin-boot has none.
+// files; so does a docker save archive's; an image without /resin-boot has none.
 func TestOpenImageResinBoot(t *testing.T) {
 	needTools(t)
 	src := ociLayout(t, resinBootImage(t))
@@ -90,6 +91,13 @@ func TestOpenImageResinBoot(t *testing.T) {
 		if !reflect.DeepEqual(boot, want) {
 			t.Errorf("hostapp %v: boot files %q, want %q", hostapp, boot, want)
 		}
+	}
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	if err := tarball.WriteToFile(archive, name.MustParseReference("balena/hostapp:2"), resinBootImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, boot := readPayload(t, mustOpen(t, archive, Options{RootSize: slotSize, TempDir: t.TempDir()})); !reflect.DeepEqual(boot, want) {
+		t.Errorf("docker save archive: boot files %q, want %q", boot, want)
 	}
 	p := mustOpen(t, ociLayout(t, ociImage(t, "arm64")), Options{RootSize: slotSize, TempDir: t.TempDir()})
 	if p.Boot != nil {
