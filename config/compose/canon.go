@@ -3,6 +3,7 @@ package compose
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"sort"
@@ -269,164 +270,9 @@ func (p *parser) canonService(name string, raw any) (map[string]any, error) {
 	}
 	_ = uniqueLists(svc) // a list with an entry of the wrong type stays as it is, for the checks below
 	out := map[string]any{"command": nil, "entrypoint": nil}
-	env := p.env()
-	var envFiles []any
-	var labelFiles []string
-	for _, k := range sortedKeys(svc) {
-		v := svc[k]
-		fat := at + "." + k
-		fail := func(err error) error {
-			return p.errorf(fat, "service %s: %s: %v", name, k, err)
-		}
-		if strings.HasPrefix(k, "x-") {
-			continue
-		}
-		if deniedFields[k] {
-			out[k] = v
-			continue
-		}
-		var err error
-		var c any
-		switch k {
-		case "cgroup_parent", "cpuset", "domainname", "hostname", "image", "ipc", "mac_address", "network_mode",
-			"stop_signal", "user", "userns_mode", "working_dir", "restart", "container_name", "cgroup", "uts",
-			"pull_refresh_after":
-			var s string
-			if s, err = asString(v); err == nil && s != "" {
-				c = s
-			}
-			if err == nil && k == "container_name" && !containerNameRE().MatchString(s) {
-				err = errf("%q is not a container name (a letter or digit, then letters, digits, _ . -)", s)
-			}
-		case "pid":
-			if v != nil {
-				var s string
-				if s, err = asString(v); err == nil && s != "" {
-					c = s
-				}
-			}
-		case "privileged", "read_only", "tty", "use_api_socket":
-			var b bool
-			if b, err = asBool(v); err == nil && b {
-				c = true
-			}
-		case "init", "attach":
-			c, err = asBool(v)
-		case "cpu_shares", "cpu_quota", "oom_score_adj", "pids_limit", "cpu_rt_period", "cpu_rt_runtime":
-			var n int64
-			if n, err = asInt(v); err == nil && n != 0 {
-				c = n
-			}
-		case "cpus":
-			c, err = cpus(v)
-		case "mem_limit", "mem_reservation", "shm_size":
-			c, err = unitBytes(v)
-		case "stop_grace_period":
-			c, err = duration(v)
-		case "cap_add", "cap_drop", "security_opt", "dns_opt", "device_cgroup_rules", "volumes_from":
-			var l []any
-			if l, err = asStrings(v); err == nil && len(l) > 0 {
-				c = l
-			}
-		case "dns", "dns_search", "tmpfs":
-			var l []any
-			if l, err = stringOrList(v); err == nil {
-				var kept []any
-				for _, e := range l {
-					if k != "dns" || e != "" {
-						kept = append(kept, e)
-					}
-				}
-				if len(kept) > 0 {
-					c = kept
-				}
-			}
-		case "group_add":
-			c, err = groupAdd(v)
-		case "command", "entrypoint":
-			c, err = shellCommand(v)
-			out[k] = c
-		case "environment":
-			var m map[string]any
-			if m, err = listOrDict(v); err == nil {
-				for key, val := range m {
-					if val == nil {
-						if s, ok := env[key]; ok {
-							m[key] = s
-						}
-					}
-				}
-				c = m
-			}
-		case "labels":
-			var m map[string]any
-			if m, err = listOrDict(v); err == nil && len(m) > 0 {
-				for key, val := range m {
-					if val == nil {
-						m[key] = ""
-					}
-				}
-				c = m
-			}
-		case "sysctls", "annotations":
-			var m map[string]any
-			if m, err = listOrDict(v); err == nil && len(m) > 0 {
-				for key, val := range m {
-					if val == nil {
-						m[key] = ""
-					}
-				}
-				c = m
-			}
-		case "extra_hosts":
-			c, err = extraHosts(v)
-		case "ulimits":
-			c, err = ulimits(v)
-		case "healthcheck":
-			c, err = healthcheckSchema.mapping(v)
-		case "networks":
-			c, err = serviceNetworks(v)
-		case "ports":
-			c, err = ports(v)
-		case "volumes":
-			c, err = serviceVolumes(v)
-		case "devices":
-			c, err = devices(v)
-		case "depends_on":
-			c, err = dependsOn(v)
-		case "build":
-			c, err = p.build(v)
-		case "expose":
-			c, err = expose(v)
-		case "profiles":
-			var l []any
-			if l, err = asStrings(v); err == nil && len(l) > 0 {
-				c = l
-			}
-		case "env_file":
-			envFiles, err = envFileEntries(v)
-		case "label_file":
-			var l []any
-			if l, err = stringOrList(v); err == nil {
-				for _, e := range l {
-					labelFiles = append(labelFiles, e.(string))
-				}
-			}
-		case "extends":
-			// applied before; an extends left here names a service that does not exist
-		default:
-			if composeFields[k] {
-				c = v
-				break
-			}
-			return nil, p.errorf(fat, "service %s: %s is not a Compose service field", name, k)
-		}
-		if err != nil {
-			return nil, fail(err)
-		}
-		if c != nil {
-			out[k] = c
-		}
+	fields := schema{field: p.serviceField, notField: "a Compose service field", asWritten: deniedFields}
+	if err := fields.decode(svc, out); err != nil {
+		return nil, p.sectionError(at, "service "+name, err)
 	}
 
 	// network_mode, ipc and pid naming another service, and volumes_from, make it a dependency.
@@ -461,43 +307,150 @@ func (p *parser) canonService(name string, raw any) (map[string]any, error) {
 	}
 
 	// environment: env_file values first, the environment's own over them.
-	if len(envFiles) > 0 {
-		out["env_file"] = envFiles
+	if files := list(out["env_file"]); len(files) > 0 {
 		environment := asMap(out["environment"])
-		vars, err := p.envFiles(name, envFiles, environment)
+		vars, err := p.envFiles(name, files, environment)
 		if err != nil {
 			return nil, err
 		}
-		merged := map[string]any{}
-		for k, v := range vars {
-			merged[k] = v
-		}
-		for k, v := range environment {
-			merged[k] = v
-		}
+		merged := anyMap(vars)
+		maps.Copy(merged, environment)
 		out["environment"] = merged
 	}
 	if m, ok := out["environment"].(map[string]any); ok && len(m) == 0 {
 		delete(out, "environment")
 	}
-	if len(labelFiles) > 0 {
-		out["label_file"] = anyList(labelFiles)
-		labels, err := p.labelFiles(name, labelFiles)
+	if files := strList(out["label_file"]); len(files) > 0 {
+		labels, err := p.labelFiles(name, files)
 		if err != nil {
 			return nil, err
 		}
-		merged := map[string]any{}
-		for k, v := range labels {
-			merged[k] = v
-		}
-		for k, v := range asMap(out["labels"]) {
-			merged[k] = v
-		}
+		merged := anyMap(labels)
+		maps.Copy(merged, asMap(out["labels"]))
 		if len(merged) > 0 {
 			out["labels"] = merged
 		}
 	}
 	return out, nil
+}
+
+// serviceField gives the decoder of a service field.
+func (p *parser) serviceField(k string) decoder {
+	switch k {
+	case "cgroup_parent", "cpuset", "domainname", "hostname", "image", "ipc", "mac_address", "network_mode",
+		"stop_signal", "user", "userns_mode", "working_dir", "restart", "cgroup", "uts", "pull_refresh_after":
+		return nonEmptyString
+	case "container_name":
+		return containerName
+	case "pid":
+		return func(v any) (any, error) {
+			if v == nil {
+				return nil, nil
+			}
+			return nonEmptyString(v)
+		}
+	case "privileged", "read_only", "tty", "use_api_socket":
+		return trueBool
+	case "init", "attach":
+		return boolean
+	case "cpu_shares", "cpu_quota", "oom_score_adj", "pids_limit", "cpu_rt_period", "cpu_rt_runtime":
+		return nonZeroInt
+	case "cpus":
+		return cpus
+	case "mem_limit", "mem_reservation", "shm_size":
+		return unitBytes
+	case "stop_grace_period":
+		return duration
+	case "cap_add", "cap_drop", "security_opt", "dns_opt", "device_cgroup_rules", "volumes_from", "profiles":
+		return nonEmptyStrings
+	case "dns":
+		return dnsServers
+	case "dns_search", "tmpfs", "label_file":
+		return nonEmptyStringOrList
+	case "group_add":
+		return groupAdd
+	case "command", "entrypoint":
+		return shellCommand
+	case "environment":
+		return p.environment
+	case "labels", "sysctls", "annotations":
+		return labelValues
+	case "extra_hosts":
+		return extraHosts
+	case "ulimits":
+		return ulimits
+	case "healthcheck":
+		return healthcheckSchema.mapping
+	case "networks":
+		return serviceNetworks
+	case "ports":
+		return ports
+	case "volumes":
+		return serviceVolumes
+	case "devices":
+		return devices
+	case "depends_on":
+		return dependsOn
+	case "build":
+		return p.build
+	case "expose":
+		return expose
+	case "env_file":
+		return envFileEntries
+	case "extends":
+		// applied before; an extends left here names a service that does not exist
+		return func(any) (any, error) { return nil, nil }
+	}
+	if composeFields[k] {
+		return verbatim
+	}
+	return nil
+}
+
+func containerName(v any) (any, error) {
+	s, err := asString(v)
+	if err != nil {
+		return nil, err
+	}
+	if !containerNameRE().MatchString(s) {
+		return nil, errf("%q is not a container name (a letter or digit, then letters, digits, _ . -)", s)
+	}
+	return s, nil
+}
+
+// dnsServers reads a string or a list of strings, empty ones dropped; left out when empty.
+func dnsServers(v any) (any, error) {
+	l, err := stringOrList(v)
+	if err != nil {
+		return nil, err
+	}
+	var kept []any
+	for _, e := range l {
+		if e != "" {
+			kept = append(kept, e)
+		}
+	}
+	if len(kept) == 0 {
+		return nil, nil
+	}
+	return kept, nil
+}
+
+// environment reads environment:; a variable without a value takes that of the environment, if set.
+func (p *parser) environment(v any) (any, error) {
+	m, err := listOrDict(v)
+	if err != nil {
+		return nil, err
+	}
+	env := p.env()
+	for k, val := range m {
+		if val == nil {
+			if s, ok := env[k]; ok {
+				m[k] = s
+			}
+		}
+	}
+	return m, nil
 }
 
 func cpus(v any) (any, error) {
@@ -1194,7 +1147,7 @@ var envFileSchema = schema{notField: "a field of env_file", closed: true, field:
 	return nil
 }}
 
-func envFileEntries(v any) ([]any, error) {
+func envFileEntries(v any) (any, error) {
 	var l []any
 	switch v := v.(type) {
 	case string:
@@ -1222,15 +1175,57 @@ func envFileEntries(v any) ([]any, error) {
 			return nil, errf("entry %s is not a path", quote(e))
 		}
 	}
+	if len(out) == 0 {
+		return nil, nil
+	}
 	return out, nil
 }
 
-var buildFields = map[string]bool{
-	"context": true, "dockerfile": true, "dockerfile_inline": true, "entitlements": true, "args": true,
-	"ssh": true, "labels": true, "cache_from": true, "cache_to": true, "no_cache": true,
-	"no_cache_filter": true, "additional_contexts": true, "network": true, "provenance": true, "sbom": true,
-	"pull": true, "target": true, "shm_size": true, "extra_hosts": true, "isolation": true,
-	"privileged": true, "secrets": true, "tags": true, "ulimits": true, "platforms": true,
+// buildAsWritten are the build fields kept as written: those balena refuses, and provenance and sbom.
+var buildAsWritten = func() map[string]bool {
+	m := map[string]bool{"provenance": true, "sbom": true}
+	maps.Copy(m, deniedBuildFields)
+	return m
+}()
+
+func (p *parser) buildField(k string) decoder {
+	switch k {
+	case "context", "dockerfile", "target":
+		return nonEmptyString
+	case "args":
+		return p.buildArgs
+	case "labels":
+		return func(v any) (any, error) { return listOrDict(v) }
+	case "cache_from", "no_cache_filter":
+		return func(v any) (any, error) { return stringOrList(v) }
+	case "shm_size":
+		return unitBytes
+	case "extra_hosts":
+		return extraHosts
+	}
+	return nil
+}
+
+// buildArgs reads build arguments; one without a value takes that of the environment, or is dropped.
+func (p *parser) buildArgs(v any) (any, error) {
+	args, err := listOrDict(v)
+	if err != nil {
+		return nil, err
+	}
+	env := p.env()
+	for key, val := range args {
+		if val == nil {
+			if s, ok := env[key]; ok {
+				args[key] = s
+			} else {
+				delete(args, key)
+			}
+		}
+	}
+	if len(args) == 0 {
+		return nil, nil
+	}
+	return args, nil
 }
 
 // build reads build: (a context path, or a mapping), with compose's defaults (context ".", dockerfile
@@ -1246,76 +1241,9 @@ func (p *parser) build(v any) (any, error) {
 		return nil, errf("%s is neither a context path nor a mapping", typeName(v))
 	}
 	out := map[string]any{}
-	for _, k := range sortedKeys(m) {
-		x := m[k]
-		if strings.HasPrefix(k, "x-") {
-			continue
-		}
-		if !buildFields[k] {
-			return nil, errf("%s is not a field of build", k)
-		}
-		if deniedBuildFields[k] {
-			out[k] = x
-			continue
-		}
-		switch k {
-		case "context", "dockerfile", "target":
-			s, err := asString(x)
-			if err != nil {
-				return nil, errf("%s: %v", k, err)
-			}
-			if s != "" {
-				out[k] = s
-			}
-		case "args":
-			args, err := listOrDict(x)
-			if err != nil {
-				return nil, errf("args: %v", err)
-			}
-			env := p.env()
-			for key, val := range args {
-				if val == nil {
-					if s, ok := env[key]; ok {
-						args[key] = s
-					} else {
-						delete(args, key)
-					}
-				}
-			}
-			if len(args) > 0 {
-				out[k] = args
-			}
-		case "labels":
-			l, err := listOrDict(x)
-			if err != nil {
-				return nil, errf("labels: %v", err)
-			}
-			out[k] = l
-		case "shm_size":
-			c, err := unitBytes(x)
-			if err != nil {
-				return nil, errf("shm_size: %v", err)
-			}
-			if c != nil {
-				out[k] = c
-			}
-		case "extra_hosts":
-			c, err := extraHosts(x)
-			if err != nil {
-				return nil, errf("extra_hosts: %v", err)
-			}
-			if c != nil {
-				out[k] = c
-			}
-		case "cache_from", "no_cache_filter":
-			l, err := stringOrList(x)
-			if err != nil {
-				return nil, errf("%s: %v", k, err)
-			}
-			out[k] = l
-		default:
-			out[k] = x
-		}
+	build := schema{field: p.buildField, notField: "a field of build", asWritten: buildAsWritten}
+	if err := build.decode(m, out); err != nil {
+		return nil, err
 	}
 	if _, ok := out["context"]; !ok {
 		out["context"] = "."

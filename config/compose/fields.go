@@ -145,6 +145,15 @@ func keyValues(v any) (any, error) {
 	return m, nil
 }
 
+// nonEmptyStringOrList reads a string or a list of strings, left out when empty.
+func nonEmptyStringOrList(v any) (any, error) {
+	l, err := stringOrList(v)
+	if err != nil || len(l) == 0 {
+		return nil, err
+	}
+	return l, nil
+}
+
 // labelValues reads labels (or sysctls, annotations): a key/value list or mapping in which a key alone
 // maps to an empty string, left out when empty.
 func labelValues(v any) (any, error) {
