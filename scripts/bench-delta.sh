@@ -5,9 +5,10 @@
 # installs version 2 into slot A with `hostos update --image`, from the delta bundle (--delta-from the
 # version 1 bundle) or from the full bundle, each on a fresh copy made untimed, interleaved pair by pair
 # (scripts/bench/pairs, A B then B A): the median of the pair ratios delta/full is printed with min and max.
-# Twice: with both bundles served over HTTP from a loopback server throttled to LINK_MBIT Mbit/s (default
-# 100, a device's network link), and from local files (no transfer at all: both updates then write and
-# verify the same SIZE_MIB, and the delta also reads and checks the running slot, so it cannot be faster).
+# With both bundles served over HTTP from a loopback server throttled to each rate of LINK_MBIT (Mbit/s,
+# default "100 1000": a device's link, and a gigabit one), then from local files already in memory (no
+# transfer at all: both updates then write and verify the same SIZE_MIB, and the delta also reads and
+# checks the running slot, so it cannot be faster there).
 # Target (printed, not asserted): delta <= 0.5x the full update's time. Needs no root; python3 serves.
 set -euo pipefail
 
@@ -18,7 +19,7 @@ W=$(cd "$W" && pwd)
 hostos=${HOSTOS:-$repo/out/hostos}
 runs=${RUNS:-5}
 size=${SIZE_MIB:-300}
-link=${LINK_MBIT:-100}
+links=${LINK_MBIT:-100 1000}
 for t in "$hostos" head dd cp python3; do
 	command -v "$t" >/dev/null || { echo "bench-delta: $t not found (make hostos)" >&2; exit 2; }
 done
@@ -53,14 +54,19 @@ echo "full bundle $(stat -c %s "$W/v2.hostos") bytes, delta bundle $(stat -c %s 
 fresh="cp --sparse=always $W/disk.img $W/run.img && sync"
 update() { echo "$hostos update -q --image $W/run.img --booted B $1"; }
 
-# A loopback HTTP server sending at most LINK_MBIT Mbit/s per response.
+# A loopback HTTP server sending each response at most at the rate its path names.
 rm -f "$W/port"
-python3 - "$W" "$link" >"$W/server.log" 2>&1 <<'PY' &
-import http.server, os, sys, time
-root, rate = sys.argv[1], int(sys.argv[2]) * 125000
+python3 - "$W" >"$W/server.log" 2>&1 <<'PY' &
+import http.server, os, re, sys, time
+root = sys.argv[1]
 class Handler(http.server.SimpleHTTPRequestHandler):
+    # /<mbit>mbit/<file>: the file, sent at most at that rate.
+    def translate_path(self, path):
+        m = re.match(r"/(\d+)mbit(/.*)", path)
+        self.rate = int(m.group(1)) * 125000 if m else 0
+        return super().translate_path(m.group(2) if m else path)
     def copyfile(self, src, dst):
-        start, sent = time.monotonic(), 0
+        rate, start, sent = self.rate or float("inf"), time.monotonic(), 0
         while True:
             b = src.read(64 << 10)
             if not b:
@@ -84,7 +90,9 @@ trap 'kill $server 2>/dev/null' EXIT
 for _ in $(seq 50); do [ -f "$W/port" ] && break; sleep 0.1; done
 url="http://127.0.0.1:$(cat "$W/port")"
 
-"$W/pairs" -n "$runs" -name "delta update/full update over ${link} Mbit/s (${size} MiB, one file changed)" -target 0.5 \
-	-prep-a "$fresh" -a "$(update "$url/v2.delta")" -prep-b "$fresh" -b "$(update "$url/v2.hostos")"
+for l in $links; do
+	"$W/pairs" -n "$runs" -name "delta update/full update over ${l} Mbit/s (${size} MiB, one file changed)" -target 0.5 \
+		-prep-a "$fresh" -a "$(update "$url/${l}mbit/v2.delta")" -prep-b "$fresh" -b "$(update "$url/${l}mbit/v2.hostos")"
+done
 "$W/pairs" -n "$runs" -name "delta update/full update from local files (${size} MiB, one file changed)" -target 0.5 \
 	-prep-a "$fresh" -a "$(update "$W/v2.delta")" -prep-b "$fresh" -b "$(update "$W/v2.hostos")"

@@ -9,7 +9,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -218,6 +220,11 @@ type Plan struct {
 	size    int64
 	from    []int64 // for each chunk of the index: its offset in base, or -1 when the delta carries it
 	probed  bool    // every chunk was found at its own offset or in the delta, the base not split
+
+	// NoRecheck makes WriteTo take the base's chunks without hashing them again, for a caller whose
+	// writer checks every byte it wrote against the new image's digest anyway (hostos's slot writer
+	// reads the slot back and hashes it): one hash of the image fewer.
+	NoRecheck bool
 }
 
 // NewBytes is how many bytes of the new image come from the delta rather than the base.
@@ -309,46 +316,52 @@ func probe(ctx context.Context, h Header, base io.ReaderAt, d io.ReaderAt, paylo
 	defer zr.Close()
 	pr := bufio.NewReaderSize(zr, int(h.Index.Params.Max))
 	from := make([]int64, len(h.Index.Chunks))
-	buf := make([]byte, h.Index.Params.Max)
-	whole := sha256.New()
+	whole := newDigestAhead(int(h.Index.Params.Max))
+	defer whole.stop()
 	var hashed int64 // the base's bytes in whole so far
 	ok := true
 	for i, c := range h.Index.Chunks {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		b := buf[:c.Len]
+		b := whole.buffer()[:c.Len]
 		inBase := false
-		if n := min(c.Off+c.Len, h.BaseSize) - c.Off; n > 0 {
+		n := max(min(c.Off+c.Len, h.BaseSize)-c.Off, 0)
+		if n > 0 {
 			if _, err := base.ReadAt(b[:n], c.Off); err != nil {
 				return nil, nil
 			}
-			whole.Write(b[:n])
 			hashed += n
 			inBase = n == c.Len && sha256.Sum256(b) == c.Sum
 		}
-		if !ok {
-			continue // the rest of the base is still hashed: a wrong base is told as such
+		if ok {
+			next, _ := pr.Peek(len(b))
+			switch {
+			case inBase && !bytes.Equal(next, b):
+				from[i] = c.Off
+			case inBase, len(next) == len(b) && sha256.Sum256(next) == c.Sum:
+				from[i] = -1
+				pr.Discard(len(b))
+			default:
+				ok = false // the rest of the base is still hashed: a wrong base is told as such
+			}
 		}
-		next, _ := pr.Peek(len(b))
-		switch {
-		case inBase && !bytes.Equal(next, b):
-			from[i] = c.Off
-		case inBase, len(next) == len(b) && sha256.Sum256(next) == c.Sum:
-			from[i] = -1
-			pr.Discard(len(b))
-		default:
-			ok = false
-		}
+		whole.add(b[:n])
 	}
 	// A base longer than the new image: the rest of it, for its digest.
-	if _, err := io.CopyBuffer(whole, ctxReader(ctx, io.NewSectionReader(base, hashed, h.BaseSize-hashed)), buf); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	for hashed < h.BaseSize {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		return nil, nil
+		b := whole.buffer()
+		b = b[:min(int64(len(b)), h.BaseSize-hashed)]
+		if _, err := base.ReadAt(b, hashed); err != nil {
+			return nil, nil
+		}
+		hashed += int64(len(b))
+		whole.add(b)
 	}
-	if !bytes.Equal(whole.Sum(nil), h.BaseSum[:]) {
+	if !bytes.Equal(whole.sum(), h.BaseSum[:]) {
 		return nil, wrong
 	}
 	if _, err := pr.Peek(1); !ok || !errors.Is(err, io.EOF) {
@@ -357,8 +370,54 @@ func probe(ctx context.Context, h Header, base io.ReaderAt, d io.ReaderAt, paylo
 	return from, nil
 }
 
+// digestAhead takes the sha256 of the buffers added to it, in order, on a goroutine of its own: a digest
+// of the whole base then costs no time beside the chunk sums taken on another core.
+type digestAhead struct {
+	h    hash.Hash
+	work chan []byte
+	free chan []byte
+	done chan struct{}
+	once sync.Once
+}
+
+const digestBuffers = 4
+
+func newDigestAhead(size int) *digestAhead {
+	d := &digestAhead{h: sha256.New(), work: make(chan []byte, digestBuffers), free: make(chan []byte, digestBuffers),
+		done: make(chan struct{})}
+	for range digestBuffers {
+		d.free <- make([]byte, size)
+	}
+	go func() {
+		defer close(d.done)
+		for b := range d.work {
+			d.h.Write(b)
+			d.free <- b[:cap(b)]
+		}
+	}()
+	return d
+}
+
+// buffer returns a buffer to fill and add; it waits for one to be hashed.
+func (d *digestAhead) buffer() []byte { return <-d.free }
+
+// add hashes b, a buffer from buffer (perhaps shortened), which the caller no longer touches.
+func (d *digestAhead) add(b []byte) { d.work <- b }
+
+// sum returns the digest of all added.
+func (d *digestAhead) sum() []byte {
+	d.stop()
+	return d.h.Sum(nil)
+}
+
+// stop ends the goroutine once it has hashed what was added.
+func (d *digestAhead) stop() {
+	d.once.Do(func() { close(d.work) })
+	<-d.done
+}
+
 // WriteTo streams the new image to w, chunk by chunk: each chunk taken from the base is hashed again
-// (ErrWrongBase when the base changed since Prepare), each of the delta's too. progress, if not nil,
+// (ErrWrongBase when the base changed since Prepare) unless NoRecheck is set, each of the delta's too. progress, if not nil,
 // gets the bytes written and the image size.
 func (pl *Plan) WriteTo(ctx context.Context, w io.Writer, progress func(done, total int64)) error {
 	if pl.from == nil {
@@ -389,7 +448,7 @@ func (pl *Plan) WriteTo(ctx context.Context, w io.Writer, progress func(done, to
 			if _, err := base.ReadAt(b, off); err != nil {
 				return fmt.Errorf("read base at %d: %w", off, err)
 			}
-			if sha256.Sum256(b) != c.Sum {
+			if !pl.NoRecheck && sha256.Sum256(b) != c.Sum {
 				return fmt.Errorf("%w: base chunk at %d changed while applying", ErrWrongBase, off)
 			}
 			if err := write(b); err != nil {

@@ -368,3 +368,32 @@ func TestPrepareProbe(t *testing.T) {
 		})
 	}
 }
+
+// TestBaseChangedWhileApplying: a base chunk that changed between Prepare and WriteTo is ErrWrongBase,
+// unless NoRecheck leaves that to the caller's digest of what was written, which then differs.
+func TestBaseChangedWhileApplying(t *testing.T) {
+	base := randomBytes(2<<20, 31)
+	target := bytes.Clone(base)
+	copy(target[1<<20:], randomBytes(4096, 32))
+	var d bytes.Buffer
+	if _, err := Create(context.Background(), bytes.NewReader(base), int64(len(base)), "1", bytes.NewReader(target), int64(len(target)), DefaultParams, &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, noRecheck := range []bool{false, true} {
+		b := bytes.Clone(base)
+		pl, err := Prepare(context.Background(), bytes.NewReader(b), int64(len(b)), bytes.NewReader(d.Bytes()), int64(d.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[100] ^= 1 // the base changes after the check
+		pl.NoRecheck = noRecheck
+		var out bytes.Buffer
+		err = pl.WriteTo(context.Background(), &out, nil)
+		switch {
+		case !noRecheck && !errors.Is(err, ErrWrongBase):
+			t.Errorf("WriteTo: %v, want ErrWrongBase", err)
+		case noRecheck && (err != nil || sha256.Sum256(out.Bytes()) == sha256.Sum256(target)):
+			t.Errorf("NoRecheck: err %v, and the image's digest must differ from the target's", err)
+		}
+	}
+}

@@ -82,6 +82,10 @@ func applyDelta(ctx context.Context, what string, br *bundle.Reader, m bundle.Me
 		return failClose(err)
 	}
 	o.Progress("check running slot", baseSize, baseSize)
+	// The slot writer reads back what it wrote and checks it against the image's digest from the signed
+	// metadata (Payload.ImageSHA256) before anything can boot it: a base chunk that changed since Prepare
+	// is caught there, so it is not hashed a second time here.
+	pl.NoRecheck = true
 	pr, pw := io.Pipe()
 	var wg sync.WaitGroup
 	wg.Add(1)
