@@ -352,7 +352,7 @@ func (p *parser) serviceField(k string) decoder {
 	case "privileged", "read_only", "tty", "use_api_socket":
 		return trueBool
 	case "init", "attach":
-		return boolean
+		return kept(asBool)
 	case "cpu_shares", "cpu_quota", "oom_score_adj", "pids_limit", "cpu_rt_period", "cpu_rt_runtime":
 		return nonZeroInt
 	case "cpus":
@@ -362,17 +362,17 @@ func (p *parser) serviceField(k string) decoder {
 	case "stop_grace_period":
 		return duration
 	case "cap_add", "cap_drop", "security_opt", "dns_opt", "device_cgroup_rules", "volumes_from", "profiles":
-		return nonEmptyStrings
+		return nonEmpty(asStrings)
 	case "dns":
 		return dnsServers
 	case "dns_search", "tmpfs", "label_file":
-		return nonEmptyStringOrList
+		return nonEmpty(stringOrList)
 	case "group_add":
 		return groupAdd
 	case "command", "entrypoint":
 		return shellCommand
 	case "environment":
-		return p.environment
+		return kept(p.fromEnvironment)
 	case "labels", "sysctls", "annotations":
 		return labelValues
 	case "extra_hosts":
@@ -386,9 +386,9 @@ func (p *parser) serviceField(k string) decoder {
 	case "ports":
 		return ports
 	case "volumes":
-		return serviceVolumes
+		return listOf(mount)
 	case "devices":
-		return devices
+		return listOf(device)
 	case "depends_on":
 		return dependsOn
 	case "build":
@@ -436,8 +436,9 @@ func dnsServers(v any) (any, error) {
 	return kept, nil
 }
 
-// environment reads environment:; a variable without a value takes that of the environment, if set.
-func (p *parser) environment(v any) (any, error) {
+// fromEnvironment reads a key/value list or mapping; a key without a value takes that of the environment,
+// if set.
+func (p *parser) fromEnvironment(v any) (map[string]any, error) {
 	m, err := listOrDict(v)
 	if err != nil {
 		return nil, err
@@ -655,7 +656,7 @@ func healthcheckTest(v any) (any, error) {
 	if s, ok := v.(string); ok {
 		return []any{"CMD-SHELL", s}, nil
 	}
-	return nonEmptyStrings(v)
+	return nonEmpty(asStrings)(v)
 }
 
 // count reads an integer that is not negative.
@@ -678,7 +679,7 @@ var serviceNetworkSchema = schema{notField: "a field of a service's network", fi
 	case "driver_opts":
 		return driverOptions
 	case "use_service_name_alias":
-		return boolean
+		return kept(asBool)
 	}
 	return nil
 }}
@@ -694,31 +695,35 @@ func uniqueStrings(v any) (any, error) {
 }
 
 func serviceNetworks(v any) (any, error) {
+	listed := func() any { return nil }
+	return namedEntries(v, "a network", listed, func(e any) (any, error) {
+		if e == nil {
+			return nil, nil
+		}
+		return serviceNetworkSchema.mapping(e)
+	})
+}
+
+// namedEntries reads a list of names, each given listed(), or a mapping of names to entries read by
+// entry; what is what a name names ("a service"), for the message about a list entry that is none.
+func namedEntries(v any, what string, listed func() any, entry decoder) (map[string]any, error) {
 	out := map[string]any{}
 	switch v := v.(type) {
 	case []any:
 		for _, e := range v {
 			s, ok := e.(string)
 			if !ok {
-				return nil, errf("entry %s is not a network name", quote(e))
+				return nil, errf("entry %s is not %s name", quote(e), what)
 			}
-			out[s] = nil
+			out[s] = listed()
 		}
 	case map[string]any:
 		for n, e := range v {
-			if e == nil {
-				out[n] = nil
-				continue
-			}
-			m, ok := e.(map[string]any)
-			if !ok {
-				return nil, errf("%s: %s is not a mapping", n, typeName(e))
-			}
-			cfg := map[string]any{}
-			if err := serviceNetworkSchema.decode(m, cfg); err != nil {
+			c, err := entry(e)
+			if err != nil {
 				return nil, within(n, err)
 			}
-			out[n] = cfg
+			out[n] = c
 		}
 	default:
 		return nil, errf("%s is neither a list nor a mapping", typeName(v))
@@ -989,37 +994,22 @@ func mountOptions(v any) (any, error) {
 	return out, nil
 }
 
-func serviceVolumes(v any) (any, error) {
-	l, ok := v.([]any)
-	if !ok {
-		return nil, errf("%s is not a list", typeName(v))
-	}
-	var out []any
-	for _, e := range l {
-		switch e := e.(type) {
-		case string:
-			vol, err := parseVolume(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, vol)
-		case map[string]any:
-			vol := map[string]any{}
-			if err := mountSchema.decode(e, vol); err != nil {
-				return nil, err
-			}
-			if _, ok := e["type"]; !ok {
-				return nil, errf("a volume needs a type")
-			}
-			out = append(out, vol)
-		default:
-			return nil, errf("entry %s is not a volume", quote(e))
+// mount reads a service's volume, in the short syntax or the long.
+func mount(e any) (any, error) {
+	switch e := e.(type) {
+	case string:
+		return parseVolume(e)
+	case map[string]any:
+		vol := map[string]any{}
+		if err := mountSchema.decode(e, vol); err != nil {
+			return nil, err
 		}
+		if _, ok := e["type"]; !ok {
+			return nil, errf("a volume needs a type")
+		}
+		return vol, nil
 	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
+	return nil, errf("entry %s is not a volume", quote(e))
 }
 
 var deviceSchema = schema{notField: "a field of a device", field: func(k string) decoder {
@@ -1030,53 +1020,38 @@ var deviceSchema = schema{notField: "a field of a device", field: func(k string)
 	return nil
 }}
 
-func devices(v any) (any, error) {
-	l, ok := v.([]any)
-	if !ok {
-		return nil, errf("%s is not a list", typeName(v))
-	}
-	var out []any
-	for _, e := range l {
-		switch e := e.(type) {
-		case string:
-			src, dst, perm := "", "", "rwm"
-			arr := strings.Split(e, ":")
-			switch len(arr) {
-			case 3:
-				perm = arr[2]
-				fallthrough
-			case 2:
-				dst = arr[1]
-				fallthrough
-			case 1:
-				src = arr[0]
-			default:
-				return nil, errf("%q: a confusing device mapping; use the long syntax", e)
-			}
-			if dst == "" {
-				dst = src
-			}
-			m := map[string]any{}
-			for k, s := range map[string]string{"source": src, "target": dst, "permissions": perm} {
-				if s != "" {
-					m[k] = s
-				}
-			}
-			out = append(out, m)
-		case map[string]any:
-			m := map[string]any{}
-			if err := deviceSchema.decode(e, m); err != nil {
-				return nil, err
-			}
-			out = append(out, m)
+// device reads a device mapping, in the short syntax (source[:target[:permissions]]) or the long.
+func device(e any) (any, error) {
+	switch e := e.(type) {
+	case string:
+		src, dst, perm := "", "", "rwm"
+		arr := strings.Split(e, ":")
+		switch len(arr) {
+		case 3:
+			perm = arr[2]
+			fallthrough
+		case 2:
+			dst = arr[1]
+			fallthrough
+		case 1:
+			src = arr[0]
 		default:
-			return nil, errf("entry %s is not a device", quote(e))
+			return nil, errf("%q: a confusing device mapping; use the long syntax", e)
 		}
+		if dst == "" {
+			dst = src
+		}
+		m := map[string]any{}
+		for k, s := range map[string]string{"source": src, "target": dst, "permissions": perm} {
+			if s != "" {
+				m[k] = s
+			}
+		}
+		return m, nil
+	case map[string]any:
+		return deviceSchema.mapping(e)
 	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
+	return nil, errf("entry %s is not a device", quote(e))
 }
 
 var dependencySchema = schema{notField: "a field of depends_on", field: func(k string) decoder {
@@ -1084,7 +1059,7 @@ var dependencySchema = schema{notField: "a field of depends_on", field: func(k s
 	case "condition":
 		return condition
 	case "required", "restart":
-		return boolean
+		return kept(asBool)
 	}
 	return nil
 }}
@@ -1102,83 +1077,69 @@ func condition(v any) (any, error) {
 }
 
 func dependsOn(v any) (any, error) {
-	out := map[string]any{}
-	switch v := v.(type) {
-	case []any:
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return nil, errf("entry %s is not a service name", quote(e))
-			}
-			out[s] = map[string]any{"condition": "service_started", "required": true}
-		}
-	case map[string]any:
-		for s, e := range v {
-			m, ok := e.(map[string]any)
-			if !ok {
-				return nil, errf("%s: %s is not a mapping", s, typeName(e))
-			}
-			d := map[string]any{"condition": "service_started", "required": true}
-			if err := dependencySchema.decode(m, d); err != nil {
-				return nil, within(s, err)
-			}
-			if d["restart"] == false {
-				delete(d, "restart")
-			}
-			out[s] = d
-		}
-	default:
-		return nil, errf("%s is neither a list nor a mapping", typeName(v))
-	}
-	if len(out) == 0 {
-		return nil, nil
+	started := func() any { return map[string]any{"condition": "service_started", "required": true} }
+	out, err := namedEntries(v, "a service", started, dependency)
+	if err != nil || len(out) == 0 {
+		return nil, err
 	}
 	return out, nil
+}
+
+// dependency reads an entry of depends_on: the service started and required unless it says otherwise.
+func dependency(e any) (any, error) {
+	m, ok := e.(map[string]any)
+	if !ok {
+		return nil, errf("%s is not a mapping", typeName(e))
+	}
+	d := map[string]any{"condition": "service_started", "required": true}
+	if err := dependencySchema.decode(m, d); err != nil {
+		return nil, err
+	}
+	if d["restart"] == false {
+		delete(d, "restart")
+	}
+	return d, nil
 }
 
 // envFileSchema is that of an env_file entry, which has no extension keys.
 var envFileSchema = schema{notField: "a field of env_file", closed: true, field: func(k string) decoder {
 	switch k {
 	case "path", "format":
-		return stringValue
+		return kept(asString)
 	case "required":
-		return boolean
+		return kept(asBool)
 	}
 	return nil
 }}
 
+// envFileEntries reads env_file: a path or a list of entries.
 func envFileEntries(v any) (any, error) {
-	var l []any
-	switch v := v.(type) {
+	switch v.(type) {
 	case string:
-		l = []any{v}
+		v = []any{v}
 	case []any:
-		l = v
 	default:
 		return nil, errf("%s is neither a path nor a list", typeName(v))
 	}
-	out := make([]any, 0, len(l))
-	for _, e := range l {
-		switch e := e.(type) {
-		case string:
-			out = append(out, map[string]any{"path": e, "required": true})
-		case map[string]any:
-			m := map[string]any{"required": true}
-			if err := envFileSchema.decode(e, m); err != nil {
-				return nil, err
-			}
-			if _, ok := m["path"]; !ok {
-				return nil, errf("an entry needs a path")
-			}
-			out = append(out, m)
-		default:
-			return nil, errf("entry %s is not a path", quote(e))
+	return listOf(envFile)(v)
+}
+
+// envFile reads an env_file entry: a path, or a mapping with one.
+func envFile(e any) (any, error) {
+	switch e := e.(type) {
+	case string:
+		return map[string]any{"path": e, "required": true}, nil
+	case map[string]any:
+		m := map[string]any{"required": true}
+		if err := envFileSchema.decode(e, m); err != nil {
+			return nil, err
 		}
+		if _, ok := m["path"]; !ok {
+			return nil, errf("an entry needs a path")
+		}
+		return m, nil
 	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
+	return nil, errf("entry %s is not a path", quote(e))
 }
 
 // buildAsWritten are the build fields kept as written: those balena refuses, and provenance and sbom.
@@ -1195,9 +1156,9 @@ func (p *parser) buildField(k string) decoder {
 	case "args":
 		return p.buildArgs
 	case "labels":
-		return func(v any) (any, error) { return listOrDict(v) }
+		return kept(listOrDict)
 	case "cache_from", "no_cache_filter":
-		return func(v any) (any, error) { return stringOrList(v) }
+		return kept(stringOrList)
 	case "shm_size":
 		return unitBytes
 	case "extra_hosts":
@@ -1208,18 +1169,13 @@ func (p *parser) buildField(k string) decoder {
 
 // buildArgs reads build arguments; one without a value takes that of the environment, or is dropped.
 func (p *parser) buildArgs(v any) (any, error) {
-	args, err := listOrDict(v)
+	args, err := p.fromEnvironment(v)
 	if err != nil {
 		return nil, err
 	}
-	env := p.env()
-	for key, val := range args {
+	for k, val := range args {
 		if val == nil {
-			if s, ok := env[key]; ok {
-				args[key] = s
-			} else {
-				delete(args, key)
-			}
+			delete(args, k)
 		}
 	}
 	if len(args) == 0 {
@@ -1296,7 +1252,7 @@ func networkField(k string) decoder {
 	case "internal", "attachable":
 		return trueBool
 	case "enable_ipv4", "enable_ipv6":
-		return boolean
+		return kept(asBool)
 	case "ipam":
 		return ipamSchema.mapping
 	}
@@ -1324,7 +1280,7 @@ var (
 		case "options":
 			return driverOptions
 		case "config":
-			return addressPools
+			return listOf(addressPool)
 		}
 		return nil
 	}}
@@ -1333,33 +1289,22 @@ var (
 		case "subnet", "gateway", "ip_range":
 			return nonEmptyString
 		case "aux_addresses":
-			return keyValues
+			return nonEmpty(listOrDict)
 		}
 		return nil
 	}}
 )
 
-func addressPools(v any) (any, error) {
-	l, ok := v.([]any)
+func addressPool(e any) (any, error) {
+	m, ok := e.(map[string]any)
 	if !ok {
-		return nil, errf("%s is not a list", typeName(v))
+		return nil, errf("entry %s is not a mapping", quote(e))
 	}
-	var pools []any
-	for _, e := range l {
-		m, ok := e.(map[string]any)
-		if !ok {
-			return nil, errf("entry %s is not a mapping", quote(e))
-		}
-		pool := map[string]any{}
-		if err := addressPoolSchema.decode(m, pool); err != nil {
-			return nil, err
-		}
-		pools = append(pools, pool)
+	pool := map[string]any{}
+	if err := addressPoolSchema.decode(m, pool); err != nil {
+		return nil, err
 	}
-	if len(pools) == 0 {
-		return nil, nil
-	}
-	return pools, nil
+	return pool, nil
 }
 
 // jsonModel gives the model JSON's types (float64 numbers, float32 as JSON writes it).

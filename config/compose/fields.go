@@ -57,6 +57,28 @@ func (s schema) mapping(v any) (any, error) {
 	return out, nil
 }
 
+// listOf is the decoder of a list with entry the decoder of each entry; an empty list is left out.
+func listOf(entry decoder) decoder {
+	return func(v any) (any, error) {
+		l, ok := v.([]any)
+		if !ok {
+			return nil, errf("%s is not a list", typeName(v))
+		}
+		var out []any
+		for _, e := range l {
+			c, err := entry(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, c)
+		}
+		if len(out) == 0 {
+			return nil, nil
+		}
+		return out, nil
+	}
+}
+
 // A keyError is a mistake in one field of a mapping: in its value, or a key that is no field.
 type keyError struct {
 	key      string
@@ -103,12 +125,6 @@ func nonEmptyString(v any) (any, error) {
 	return s, nil
 }
 
-// stringValue reads a string, kept when empty.
-func stringValue(v any) (any, error) { return asString(v) }
-
-// boolean reads a boolean, kept when false.
-func boolean(v any) (any, error) { return asBool(v) }
-
 // trueBool reads a boolean, left out when false.
 func trueBool(v any) (any, error) {
 	b, err := asBool(v)
@@ -125,33 +141,6 @@ func nonZeroInt(v any) (any, error) {
 		return nil, err
 	}
 	return n, nil
-}
-
-// nonEmptyStrings reads a list of strings, left out when empty.
-func nonEmptyStrings(v any) (any, error) {
-	l, err := asStrings(v)
-	if err != nil || len(l) == 0 {
-		return nil, err
-	}
-	return l, nil
-}
-
-// keyValues reads a key/value list or mapping, left out when empty.
-func keyValues(v any) (any, error) {
-	m, err := listOrDict(v)
-	if err != nil || len(m) == 0 {
-		return nil, err
-	}
-	return m, nil
-}
-
-// nonEmptyStringOrList reads a string or a list of strings, left out when empty.
-func nonEmptyStringOrList(v any) (any, error) {
-	l, err := stringOrList(v)
-	if err != nil || len(l) == 0 {
-		return nil, err
-	}
-	return l, nil
 }
 
 // labelValues reads labels (or sysctls, annotations): a key/value list or mapping in which a key alone
@@ -171,3 +160,19 @@ func labelValues(v any) (any, error) {
 
 // verbatim keeps a value as written (left out when null).
 func verbatim(v any) (any, error) { return v, nil }
+
+// kept makes a decoder of read that keeps what it reads, an empty string or false too.
+func kept[T any](read func(any) (T, error)) decoder {
+	return func(v any) (any, error) { return read(v) }
+}
+
+// nonEmpty makes a decoder of read that leaves an empty list or mapping out.
+func nonEmpty[T []any | map[string]any](read func(any) (T, error)) decoder {
+	return func(v any) (any, error) {
+		x, err := read(v)
+		if err != nil || len(x) == 0 {
+			return nil, err
+		}
+		return x, nil
+	}
+}
