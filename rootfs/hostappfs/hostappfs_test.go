@@ -39,7 +39,7 @@ func l(name, target string) entry       { return entry{name: name, typ: tar.Type
 func opaqueDir(name string) entry       { return entry{name: name + "/.wh..wh..opq", typ: tar.TypeReg} }
 func whiteoutOf(dir, name string) entry { return entry{name: dir + "/.wh." + name, typ: tar.TypeReg} }
 func osRelease(version string) string   { return "NAME=\"balenaOS\"\nVERSION_ID=" + version + "\n" }
-func layerOf(t *testing.T, es ...entry) v1.Layer {
+func layerOf(t testing.TB, es ...entry) v1.Layer {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -68,7 +68,7 @@ func layerOf(t *testing.T, es ...entry) v1.Layer {
 
 // hostappImage is a balenaOS-like hostapp: os-release through the /etc symlink, /boot/init, and a second
 // layer that bumps the version, deletes a file and replaces a directory (whiteout, opaque directory).
-func hostappImage(t *testing.T) v1.Image {
+func hostappImage(t testing.TB) v1.Image {
 	t.Helper()
 	img, err := mutate.AppendLayers(empty.Image,
 		layerOf(t, d("etc"), l("etc/os-release", "../usr/lib/os-release"), d("usr"), d("usr/lib"),
@@ -95,7 +95,13 @@ func hostappImage(t *testing.T) v1.Image {
 }
 
 // slotImage stages img as a hostapp slot and makes it an ext4 filesystem image.
-func slotImage(t *testing.T, img v1.Image) (string, *Staged) {
+func slotImage(t testing.TB, img v1.Image) (string, *Staged) {
+	t.Helper()
+	return slotImageSized(t, img, 32<<20)
+}
+
+// slotImageSized is slotImage with a filesystem of size bytes.
+func slotImageSized(t testing.TB, img v1.Image, size int64) (string, *Staged) {
 	t.Helper()
 	for _, tool := range []string{"mkfs.ext4", "debugfs", "e2fsck"} {
 		testtool.Need(t, tool)
@@ -110,7 +116,6 @@ func slotImage(t *testing.T, img v1.Image) (string, *Staged) {
 		t.Fatal(err)
 	}
 	fsImg := filepath.Join(dir, "slot.ext4")
-	const size = 32 << 20
 	if err := os.WriteFile(fsImg, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ const (
 	Hostapp Layout = "hostapp"
 )
 
-// FS is the read side of a slot's filesystem; *ext4.FS is one.
+// FS is the read side of a slot's filesystem; *ext4.FS and *ext4.Cached are.
 type FS interface {
 	// ReadFile reads a file, resolving symlinks inside the filesystem.
 	ReadFile(name string) ([]byte, error)
@@ -70,7 +70,8 @@ func OpenSlot(r io.ReaderAt, off, size int64) (*OS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Open(fsys)
+	// The OS's paths go through the same layer directories again and again: keep those read.
+	return Open(fsys.Cached())
 }
 
 // Open finds the OS in a root slot's filesystem: the slot's own files, or for a hostapp slot the root of
