@@ -568,6 +568,9 @@ func extraHosts(v any) (any, error) {
 		}
 	}
 	if len(out) == 0 {
+		if m, ok := v.(map[string]any); ok && len(m) > 0 {
+			return []any{}, nil // hosts named without addresses: an empty list, as compose-go keeps it
+		}
 		return nil, nil
 	}
 	sort.Strings(out)

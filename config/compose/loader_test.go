@@ -133,6 +133,11 @@ var loaderCases = []string{
 	"services:\n  a:\n    image: x\n    pids_limit: -1\n",
 	"services:\n  a:\n    image: x\n    oom_score_adj: -1000\n",
 	"services:\n  a:\n    image: x\n    security_opt: ['seccomp:unconfined', 'apparmor=unconfined', 'no-new-privileges:true']\n",
+	// extra_hosts naming hosts without addresses (found by FuzzMatchesComposeGo)
+	"services:\n  a:\n    image: x\n    extra_hosts: {h: []}\n",
+	"services:\n  a:\n    image: x\n    extra_hosts: {h: [], g: 1.2.3.4}\n",
+	"services:\n  a:\n    image: x\n    extra_hosts: {}\n",
+	"services:\n  a:\n    image: x\n    extra_hosts: []\n",
 }
 
 // TestMatchesComposeGo compares Parse with compose-go's loader on every case: the same project and
