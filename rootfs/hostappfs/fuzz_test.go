@@ -1,6 +1,8 @@
 package hostappfs
 
 import (
+	"bytes"
+	"io"
 	"io/fs"
 	"path"
 	"strings"
@@ -68,6 +70,14 @@ func (m memFS) ReadFile(name string) ([]byte, error) {
 		return nil, fs.ErrNotExist
 	}
 	return []byte(m[p].data), nil
+}
+
+func (m memFS) Open(name string) (io.ReadCloser, error) {
+	b, err := m.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
 func (m memFS) Lstat(name string) (fs.FileInfo, error) {
@@ -150,6 +160,9 @@ func FuzzRead(f *testing.F) {
 			return
 		}
 		o.ReadFile(name)
+		if r, err := o.Open(name); err == nil {
+			r.Close()
+		}
 		o.ReadDir(name)
 		o.Lstat(name)
 		o.ReadFile("/etc/os-release")

@@ -163,6 +163,24 @@ func TestStageAndRead(t *testing.T) {
 			t.Errorf("%s: %q, %v; want %q", name, b, err, body)
 		}
 	}
+	for name, body := range want {
+		r, err := o.Open(name)
+		if err != nil {
+			t.Errorf("Open %s: %v", name, err)
+			continue
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || string(b) != body {
+			t.Errorf("Open %s: %q, %v; want %q", name, b, err, body)
+		}
+	}
+	for _, name := range []string{"/etc", "/", "/etc/gone"} {
+		if r, err := o.Open(name); err == nil {
+			r.Close()
+			t.Errorf("Open %s: no error, want one (a directory, whited out)", name)
+		}
+	}
 	for _, name := range []string{"/etc/gone", "/etc/conf.d/a", "/etc/missing", "/usr/lib/os-release/x"} {
 		if b, err := o.ReadFile(name); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s: read %q, %v; want not found (whiteout, opaque directory, missing, under a file)", name, b, err)

@@ -35,6 +35,9 @@ const (
 type FS interface {
 	// ReadFile reads a file, resolving symlinks inside the filesystem.
 	ReadFile(name string) ([]byte, error)
+	// Open opens a regular file for reading, resolving symlinks inside the filesystem, for files of any
+	// size.
+	Open(name string) (io.ReadCloser, error)
 	// Lstat describes an entry without following a final symlink; Sys gives the device numbers of a
 	// device node as go-diskfs's *ext4.StatT.
 	Lstat(name string) (fs.FileInfo, error)
@@ -134,6 +137,26 @@ func (o *OS) ReadFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s in container %s: %w", name, short(o.container), err)
 	}
 	return b, nil
+}
+
+// Open opens the regular file name of the OS for reading, resolving symlinks inside the OS's root; unlike
+// ReadFile it reads files of any size.
+func (o *OS) Open(name string) (io.ReadCloser, error) {
+	if o.layout == Flat {
+		return o.fsys.Open(name)
+	}
+	layer, p, err := o.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	if p == "/" {
+		return nil, fmt.Errorf("%s in container %s: a directory", name, short(o.container))
+	}
+	r, err := o.fsys.Open(layer + p)
+	if err != nil {
+		return nil, fmt.Errorf("%s in container %s: %w", name, short(o.container), err)
+	}
+	return r, nil
 }
 
 // Lstat describes the entry name of the OS without following a final symlink (its parents' are

@@ -1,7 +1,6 @@
 package source
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -121,11 +120,14 @@ func walkResinBoot(ctx context.Context, o *hostappfs.OS, rel string, depth int, 
 				}
 			}
 		case fi.Mode().Type() == 0 && !skipBootFile(name, env):
-			b, err := o.ReadFile(path.Join(resinBootDir, name))
+			// Streamed: a boot file (a kernel, an initramfs) may be larger than what ReadFile reads whole.
+			r, err := o.Open(path.Join(resinBootDir, name))
 			if err != nil {
 				return err
 			}
-			if err := fn(name, int64(len(b)), bytes.NewReader(b)); err != nil {
+			err = fn(name, fi.Size(), r)
+			r.Close()
+			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 		}
