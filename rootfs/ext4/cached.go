@@ -30,6 +30,7 @@ type Cached struct {
 type cachedDir struct {
 	names  []string // in the directory's order, without "." and ".."
 	byName map[string]*cachedEntry
+	err    error // the directory could not be listed
 }
 
 type cachedEntry struct {
@@ -49,18 +50,26 @@ func (c *Cached) list(dir string) (*cachedDir, error) {
 	c.mu.Lock()
 	d, ok := c.dirs[dir]
 	c.mu.Unlock()
-	if ok {
-		return d, nil
+	if !ok {
+		d = c.read(dir)
+		c.mu.Lock()
+		c.dirs[dir] = d
+		c.mu.Unlock()
 	}
+	return d, d.err
+}
+
+// read lists the resolved directory dir.
+func (c *Cached) read(dir string) *cachedDir {
 	rel := strings.TrimPrefix(dir, "/")
 	if rel == "" {
 		rel = "."
 	}
 	entries, err := c.f.fsys.ReadDir(rel)
 	if err != nil {
-		return nil, err
+		return &cachedDir{err: err}
 	}
-	d = &cachedDir{byName: make(map[string]*cachedEntry, len(entries))}
+	d := &cachedDir{byName: make(map[string]*cachedEntry, len(entries))}
 	for _, e := range entries {
 		n := e.Name()
 		if n == "." || n == ".." {
@@ -71,25 +80,27 @@ func (c *Cached) list(dir string) (*cachedDir, error) {
 		}
 		fi, err := e.Info()
 		if err != nil {
-			return nil, err
+			return &cachedDir{err: err}
 		}
 		d.names = append(d.names, n)
 		d.byName[n] = &cachedEntry{listed: fi}
 	}
-	c.mu.Lock()
-	c.dirs[dir] = d
-	c.mu.Unlock()
-	return d, nil
+	return d
 }
 
-// entry finds name in the resolved directory dir; nil when the directory has no such entry or cannot be
-// read as one.
+// entry finds name in the resolved directory dir; nil when there is no such entry. When dir cannot be
+// listed (a file, or an entry whose inode go-diskfs cannot read), the entry is looked up alone, as FS
+// does, and not kept.
 func (c *Cached) entry(dir, name string) *cachedEntry {
 	d, err := c.list(dir)
+	if err == nil {
+		return d.byName[name]
+	}
+	fi, err := c.f.fsys.Stat(path.Join(dir, name))
 	if err != nil {
 		return nil
 	}
-	return d.byName[name]
+	return &cachedEntry{listed: fi, exact: fi}
 }
 
 // resolve walks name component by component through the directories read, replacing symlinks by their
