@@ -169,7 +169,15 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 			return nil, err
 		}
 	}
-	if p.rootfs, err = ext4.OpenRoot(ctx, src, work, func(done, total int64) { o.progress("stage root filesystem", done, total) }); err != nil {
+	// The partition sizes, known before staging: an archive far too big for the root partition stops
+	// staging early instead of filling the disk.
+	sizes := config.Sizes{
+		Boot:  firstPositive(spec.Sizes.Boot, dt.Sizes.Boot),
+		Root:  firstPositive(spec.Sizes.Root, dt.Sizes.Root),
+		State: firstPositive(spec.Sizes.State, dt.Sizes.State),
+		Data:  firstPositive(spec.Sizes.Data, dt.Sizes.Data),
+	}
+	if p.rootfs, err = ext4.OpenRoot(ctx, src, work, int64(sizes.Root)*mib, func(done, total int64) { o.progress("stage root filesystem", done, total) }); err != nil {
 		return nil, err
 	}
 	prepared := false
@@ -183,12 +191,6 @@ func prepare(ctx context.Context, spec *Spec, work string, o *options) (*plan, e
 	// Layout.
 	kindTable := partition.Kind(firstNonEmpty(spec.PartitionTable, dt.PartitionTable, "msdos"))
 	align := int64(firstPositive(spec.AlignmentMiB, dt.AlignmentMiB, 4)) * mib
-	sizes := config.Sizes{
-		Boot:  firstPositive(spec.Sizes.Boot, dt.Sizes.Boot),
-		Root:  firstPositive(spec.Sizes.Root, dt.Sizes.Root),
-		State: firstPositive(spec.Sizes.State, dt.Sizes.State),
-		Data:  firstPositive(spec.Sizes.Data, dt.Sizes.Data),
-	}
 	bootType := byte(0x0e)
 	if dt.BootFAT == 32 {
 		bootType = 0x0c

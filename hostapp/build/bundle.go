@@ -118,7 +118,7 @@ func Bundle(ctx context.Context, o BundleOptions, w io.Writer) (bundle.Metadata,
 			return bundle.Metadata{}, err
 		}
 	}
-	rootfs, err := ext4.OpenRoot(ctx, src, work, func(done, total int64) { progress("stage root filesystem", done, total) })
+	rootfs, err := ext4.OpenRoot(ctx, src, work, rootSize, func(done, total int64) { progress("stage root filesystem", done, total) })
 	if err != nil {
 		return bundle.Metadata{}, err
 	}

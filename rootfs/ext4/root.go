@@ -2,6 +2,7 @@ package ext4
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,16 +24,21 @@ type Root struct {
 // OpenRoot readies src: a directory in place, an ext4 image as it is, anything else (tar, compressed tar,
 // OCI layout, docker save archive) staged: in memory (a tmpfs) when there is room for it, into work/root
 // otherwise. progress follows the staging. Close removes what was staged.
-func OpenRoot(ctx context.Context, src, work string, progress func(done, total int64)) (*Root, error) {
+//
+// limit, when positive, is the size of the partition the filesystem is for: staging stops, with an error
+// wrapping ErrNoSpace, once the tree takes more than twice that (a tree that fits takes far less: see
+// Stage's count), so that a huge or endless archive fails in bounded time and room instead of filling
+// the disk before the fit check.
+func OpenRoot(ctx context.Context, src, work string, limit int64, progress func(done, total int64)) (*Root, error) {
 	kind, err := tree.Detect(src)
 	if err != nil {
 		return nil, fmt.Errorf("root filesystem: %w", err)
 	}
-	return StageRoot(ctx, src, kind, work, progress)
+	return StageRoot(ctx, src, kind, work, limit, progress)
 }
 
 // StageRoot is OpenRoot for a source whose kind the caller detected (and checked) already.
-func StageRoot(ctx context.Context, src string, kind tree.Kind, work string, progress func(done, total int64)) (*Root, error) {
+func StageRoot(ctx context.Context, src string, kind tree.Kind, work string, limit int64, progress func(done, total int64)) (*Root, error) {
 	var (
 		t   *tree.Staged
 		err error
@@ -43,7 +49,7 @@ func StageRoot(ctx context.Context, src string, kind tree.Kind, work string, pro
 	case tree.KindDir:
 		t, err = tree.Scan(src)
 	default:
-		return stageArchive(ctx, src, kind, work, progress)
+		return stageArchive(ctx, src, kind, work, limit, progress)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("root filesystem %s: %w", src, err)
@@ -51,12 +57,30 @@ func StageRoot(ctx context.Context, src string, kind tree.Kind, work string, pro
 	return &Root{Tree: t}, nil
 }
 
+// stagingLimit is how much staged tree (as tree.StageWithin counts it) a partition of size bytes could
+// still take: twice its size, 0 for no limit.
+func stagingLimit(size int64) int64 {
+	if size <= 0 {
+		return 0
+	}
+	return 2 * size
+}
+
 // stageArchive stages an archive in a tmpfs when one has room for it (see memoryStage), and when it
 // turns out not to, or there is none, into work/root. Staging in memory keeps a build from an archive
 // close to one from the same tree as a directory: on disk, writing the tree, its writeback and its
-// removal cost more than the build itself.
-func stageArchive(ctx context.Context, src string, kind tree.Kind, work string, progress func(done, total int64)) (*Root, error) {
+// removal cost more than the build itself. Past stagingLimit(limit) it fails with ErrNoSpace.
+func stageArchive(ctx context.Context, src string, kind tree.Kind, work string, limit int64, progress func(done, total int64)) (*Root, error) {
+	most := stagingLimit(limit)
+	tooBig := func() error {
+		return fmt.Errorf("root filesystem %s does not fit: more than %d MiB staged, twice the %d MiB partition: %w",
+			src, most>>20, limit>>20, ErrNoSpace)
+	}
 	if mem, release, room, ok := memoryStage(work); ok {
+		capped := most > 0 && most <= room
+		if capped {
+			room = most
+		}
 		t, err := tree.StageWithin(ctx, src, kind, filepath.Join(mem, "root"), room, progress)
 		if err == nil {
 			return &Root{Tree: t, release: release}, nil
@@ -65,9 +89,16 @@ func stageArchive(ctx context.Context, src string, kind tree.Kind, work string, 
 		if !noRoom(err) || ctx.Err() != nil {
 			return nil, fmt.Errorf("root filesystem %s: %w", src, err)
 		}
+		if capped && errors.Is(err, tree.ErrNoRoom) {
+			return nil, tooBig()
+		}
 	}
 	dir := filepath.Join(work, "root")
-	t, err := tree.StageKind(ctx, src, kind, dir, progress)
+	t, err := tree.StageWithin(ctx, src, kind, dir, most, progress)
+	if errors.Is(err, tree.ErrNoRoom) {
+		os.RemoveAll(dir)
+		return nil, tooBig()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("root filesystem %s: %w", src, err)
 	}

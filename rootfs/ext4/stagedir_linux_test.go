@@ -29,7 +29,7 @@ func TestStageRootInMemory(t *testing.T) {
 	release()
 	src := filepath.Join(work, "r.tar")
 	writeTar(t, src, "", []entry{dir("etc/", 0o755, 0, 0), file("etc/marker", 0o640, 0, 0, "two")})
-	r, err := OpenRoot(context.Background(), src, work, nil)
+	r, err := OpenRoot(context.Background(), src, work, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,5 +59,29 @@ func TestNoRoom(t *testing.T) {
 	}
 	if noRoom(unix.EIO) {
 		t.Error("noRoom(EIO) = true")
+	}
+}
+
+// An archive that takes more than twice the partition it is for stops staging with ErrNoSpace, in memory
+// or on disk alike; one that fits is staged whole.
+func TestStageRootLimit(t *testing.T) {
+	work := t.TempDir()
+	src := filepath.Join(work, "big.tar")
+	big := strings.Repeat("x", 3<<20)
+	writeTar(t, src, "", []entry{dir("usr/", 0o755, 0, 0), file("usr/a", 0o644, 0, 0, big), file("usr/b", 0o644, 0, 0, big)})
+	_, err := OpenRoot(context.Background(), src, work, 2<<20, nil)
+	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "twice the 2 MiB partition") {
+		t.Fatalf("OpenRoot with a 2 MiB partition: %v, want ErrNoSpace naming the partition", err)
+	}
+	if entries, _ := os.ReadDir(work); len(entries) != 1 {
+		t.Errorf("staging left %d entries in the work directory, want only the archive", len(entries))
+	}
+	r, err := OpenRoot(context.Background(), src, work, 64<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Tree.Bytes != 6<<20 {
+		t.Errorf("staged %d bytes, want %d", r.Tree.Bytes, 6<<20)
 	}
 }

@@ -214,7 +214,7 @@ func stage(ctx context.Context, src string, kind tree.Kind, work string, o Optio
 	}
 	switch kind {
 	case tree.KindDir:
-		return ext4.StageRoot(ctx, src, kind, work, nil)
+		return ext4.StageRoot(ctx, src, kind, work, 0, nil)
 	case tree.KindExt4:
 		return nil, fmt.Errorf("%s: an ext4 image where a tree was expected", src)
 	case tree.KindOCI:
@@ -229,7 +229,7 @@ func stage(ctx context.Context, src string, kind tree.Kind, work string, o Optio
 	if err := checkFits(ctx, src, kind, o.RootSize/blockSize*blockSize, o.Progress); err != nil {
 		return nil, err
 	}
-	return ext4.StageRoot(ctx, src, kind, work, func(done, total int64) {
+	return ext4.StageRoot(ctx, src, kind, work, 0, func(done, total int64) {
 		o.Progress("stage root filesystem", done, total)
 	})
 }
