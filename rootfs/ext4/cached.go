@@ -25,6 +25,8 @@ type Cached struct {
 	f    *FS
 	mu   sync.Mutex
 	dirs map[string]*cachedDir // by resolved absolute path
+	// parents memoizes the resolution of the parent directories Lstat, LstatType and Xattrs were given.
+	parents map[string]string
 }
 
 type cachedDir struct {
@@ -42,7 +44,7 @@ type cachedEntry struct {
 
 // Cached gives a view of f that keeps the directories it lists; see Cached.
 func (f *FS) Cached() *Cached {
-	return &Cached{f: f, dirs: map[string]*cachedDir{}}
+	return &Cached{f: f, dirs: map[string]*cachedDir{}, parents: map[string]string{}}
 }
 
 // list returns the entries of the resolved directory dir, reading it the first time.
@@ -110,7 +112,10 @@ func (c *Cached) resolve(name string) (string, error) {
 	cur := "/"
 	for hops := 0; len(parts) > 0; {
 		e := c.entry(cur, parts[0])
-		next := path.Join(cur, parts[0])
+		next := cur + "/" + parts[0] // the parts are clean components
+		if cur == "/" {
+			next = "/" + parts[0]
+		}
 		parts = parts[1:]
 		if e == nil {
 			return "", fmt.Errorf("%s: %w", name, fs.ErrNotExist)
@@ -147,9 +152,17 @@ func splitClean(p string) []string {
 // parentEntry resolves the parent of name and finds name's entry in it; p is the resolved path.
 func (c *Cached) parentEntry(name string) (p string, e *cachedEntry, err error) {
 	clean := path.Clean("/" + name)
-	parent, err := c.resolve(path.Dir(clean))
-	if err != nil {
-		return "", nil, err
+	dir := path.Dir(clean)
+	c.mu.Lock()
+	parent, ok := c.parents[dir]
+	c.mu.Unlock()
+	if !ok {
+		if parent, err = c.resolve(dir); err != nil {
+			return "", nil, err
+		}
+		c.mu.Lock()
+		c.parents[dir] = parent
+		c.mu.Unlock()
 	}
 	p = path.Join(parent, path.Base(clean))
 	if e = c.entry(parent, path.Base(clean)); e == nil {
@@ -214,6 +227,20 @@ func (c *Cached) Lstat(name string) (fs.FileInfo, error) {
 	e.exact = fi
 	c.mu.Unlock()
 	return fi, nil
+}
+
+// LstatType describes the entry name without following a final symlink as its directory's listing does:
+// Mode has the type bits but no permission bits (Lstat has both); Size, ModTime and Sys (device numbers,
+// link target) are Lstat's. Once the directory is kept it reads nothing.
+func (c *Cached) LstatType(name string) (fs.FileInfo, error) {
+	if path.Clean("/"+name) == "/" {
+		return c.Lstat(name)
+	}
+	_, e, err := c.parentEntry(name)
+	if err != nil {
+		return nil, err
+	}
+	return e.listed, nil
 }
 
 // ReadLink reads the target of the symlink name, as FS.ReadLink.

@@ -3,6 +3,7 @@ package hostappfs
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -140,7 +141,7 @@ func benchSlots(b *testing.B) (hostapp, flat string) {
 }
 
 // walkTree reads every regular file under dir as hostapp/update/source's resinBoot does (ReadDir, Lstat
-// of each entry, ReadFile of each file) and returns their count and bytes.
+// of each entry, Open of each file) and returns their count and bytes.
 func walkTree(o *OS, dir string) (files, bytes int, err error) {
 	names, err := o.ReadDir(dir)
 	if err != nil {
@@ -160,11 +161,16 @@ func walkTree(o *OS, dir string) (files, bytes int, err error) {
 			}
 			files, bytes = files+nf, bytes+nb
 		case fi.Mode().Type() == 0:
-			body, err := o.ReadFile(p)
+			r, err := o.Open(p)
 			if err != nil {
 				return 0, 0, err
 			}
-			files, bytes = files+1, bytes+len(body)
+			n, err := io.Copy(io.Discard, r)
+			r.Close()
+			if err != nil {
+				return 0, 0, err
+			}
+			files, bytes = files+1, bytes+int(n)
 		}
 	}
 	return files, bytes, nil

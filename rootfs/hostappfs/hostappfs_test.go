@@ -143,83 +143,90 @@ func TestStageAndRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := Open(fsys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Layout() != Hostapp || o.Container() != st.Container || o.Image() != st.Image.ID.String() {
-		t.Fatalf("layout %s container %s image %s, want hostapp %s %s", o.Layout(), o.Container(), o.Image(), st.Container, st.Image.ID)
-	}
-	want := map[string]string{
-		"/etc/os-release":      osRelease("2.0.0"), // symlink resolved in the merged view, upper layer wins
-		"/usr/lib/os-release":  osRelease("2.0.0"),
-		"/etc/../etc/conf.d/b": "b",
-		"/boot/bzImage":        "kernel two",
-		"/boot/init":           "#!/bin/sh\necho mobynit\n",
-	}
-	for name, body := range want {
-		b, err := o.ReadFile(name)
-		if err != nil || string(b) != body {
-			t.Errorf("%s: %q, %v; want %q", name, b, err, body)
-		}
-	}
-	for name, body := range want {
-		r, err := o.Open(name)
+	// Through the filesystem, and through its view that keeps the directories read (as OpenSlot does).
+	for _, view := range []FS{fsys, fsys.Cached()} {
+		o, err := Open(view)
 		if err != nil {
-			t.Errorf("Open %s: %v", name, err)
-			continue
+			t.Fatal(err)
 		}
-		b, err := io.ReadAll(r)
-		r.Close()
-		if err != nil || string(b) != body {
-			t.Errorf("Open %s: %q, %v; want %q", name, b, err, body)
+		if o.Layout() != Hostapp || o.Container() != st.Container || o.Image() != st.Image.ID.String() {
+			t.Fatalf("layout %s container %s image %s, want hostapp %s %s", o.Layout(), o.Container(), o.Image(), st.Container, st.Image.ID)
 		}
-	}
-	for _, name := range []string{"/etc", "/", "/etc/gone"} {
-		if r, err := o.Open(name); err == nil {
+		want := map[string]string{
+			"/etc/os-release":      osRelease("2.0.0"), // symlink resolved in the merged view, upper layer wins
+			"/usr/lib/os-release":  osRelease("2.0.0"),
+			"/etc/../etc/conf.d/b": "b",
+			"/boot/bzImage":        "kernel two",
+			"/boot/init":           "#!/bin/sh\necho mobynit\n",
+		}
+		for name, body := range want {
+			b, err := o.ReadFile(name)
+			if err != nil || string(b) != body {
+				t.Errorf("%s: %q, %v; want %q", name, b, err, body)
+			}
+		}
+		for name, body := range want {
+			r, err := o.Open(name)
+			if err != nil {
+				t.Errorf("Open %s: %v", name, err)
+				continue
+			}
+			b, err := io.ReadAll(r)
 			r.Close()
-			t.Errorf("Open %s: no error, want one (a directory, whited out)", name)
+			if err != nil || string(b) != body {
+				t.Errorf("Open %s: %q, %v; want %q", name, b, err, body)
+			}
 		}
-	}
-	for _, name := range []string{"/etc/gone", "/etc/conf.d/a", "/etc/missing", "/usr/lib/os-release/x"} {
-		if b, err := o.ReadFile(name); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s: read %q, %v; want not found (whiteout, opaque directory, missing, under a file)", name, b, err)
+		for _, name := range []string{"/etc", "/", "/etc/gone"} {
+			if r, err := o.Open(name); err == nil {
+				r.Close()
+				t.Errorf("Open %s: no error, want one (a directory, whited out)", name)
+			}
 		}
-	}
-	// A whiteout hides the name itself, not only what it would read.
-	if layer, fi, err := o.lookup("/etc/gone"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("/etc/gone: found %v in %s, want the whiteout to hide it", fi, layer)
-	}
-	if b, err := o.ReadFile("/etc"); err == nil {
-		t.Errorf("/etc: read %q, want an error (a directory)", b)
-	}
-	// Directories list as the merged view shows them.
-	for dir, want := range map[string]string{
-		"/":            "boot etc usr",
-		"/etc":         "conf.d os-release", // gone: whited out
-		"/etc/conf.d":  "b",                 // a: under the opaque directory
-		"/boot":        "bzImage init",
-		"/usr/lib/../": "lib",
-	} {
-		names, err := o.ReadDir(dir)
-		if got := strings.Join(names, " "); err != nil || got != want {
-			t.Errorf("ReadDir %s: %q, %v; want %q", dir, got, err, want)
+		for _, name := range []string{"/etc/gone", "/etc/conf.d/a", "/etc/missing", "/usr/lib/os-release/x"} {
+			if b, err := o.ReadFile(name); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: read %q, %v; want not found (whiteout, opaque directory, missing, under a file)", name, b, err)
+			}
 		}
-	}
-	if fi, err := o.Lstat("/etc/os-release"); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-		t.Errorf("Lstat /etc/os-release: %v, %v; want the symlink", fi, err)
-	}
-	if fi, err := o.Lstat("/etc/gone"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("Lstat /etc/gone: %v, %v; want not found", fi, err)
-	}
-	if fi, err := o.Lstat("/boot"); err != nil || !fi.IsDir() {
-		t.Errorf("Lstat /boot: %v, %v; want a directory", fi, err)
+		// A whiteout hides the name itself, not only what it would read.
+		if layer, fi, err := o.lookup("/etc/gone"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("/etc/gone: found %v in %s, want the whiteout to hide it", fi, layer)
+		}
+		if b, err := o.ReadFile("/etc"); err == nil {
+			t.Errorf("/etc: read %q, want an error (a directory)", b)
+		}
+		// Directories list as the merged view shows them.
+		for dir, want := range map[string]string{
+			"/":            "boot etc usr",
+			"/etc":         "conf.d os-release", // gone: whited out
+			"/etc/conf.d":  "b",                 // a: under the opaque directory
+			"/boot":        "bzImage init",
+			"/usr/lib/../": "lib",
+		} {
+			names, err := o.ReadDir(dir)
+			if got := strings.Join(names, " "); err != nil || got != want {
+				t.Errorf("ReadDir %s: %q, %v; want %q", dir, got, err, want)
+			}
+		}
+		if fi, err := o.Lstat("/etc/os-release"); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			t.Errorf("Lstat /etc/os-release: %v, %v; want the symlink", fi, err)
+		}
+		if fi, err := o.Lstat("/etc/gone"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Lstat /etc/gone: %v, %v; want not found", fi, err)
+		}
+		if fi, err := o.Lstat("/boot"); err != nil || !fi.IsDir() {
+			t.Errorf("Lstat /boot: %v, %v; want a directory", fi, err)
+		}
+		if fi, err := o.Lstat("/boot/init"); err != nil || fi.Mode() != 0o644 {
+			t.Errorf("Lstat /boot/init: %v, %v; want a regular file, mode 0644 as the layer has it", fi, err)
+		}
+
 	}
 
 	// What balenaOS itself follows at the slot's root: current/boot/init (rollback-health), sbin/init, boot.
 	for _, name := range []string{"/current/boot/init", "/sbin/init", "/boot/init"} {
 		b, err := fsys.ReadFile(name)
-		if err != nil || string(b) != want["/boot/init"] {
+		if err != nil || string(b) != "#!/bin/sh\necho mobynit\n" {
 			t.Errorf("slot %s: %q, %v", name, b, err)
 		}
 	}

@@ -47,6 +47,12 @@ type FS interface {
 	Xattrs(name string) (map[string][]byte, error)
 }
 
+// typeStater is an FS that tells the type of an entry (and a device's numbers) more cheaply than Lstat,
+// without its permission bits; *ext4.Cached is one. The overlay rules need only the type.
+type typeStater interface {
+	LstatType(name string) (fs.FileInfo, error)
+}
+
 // OS is the operating system a root slot holds.
 type OS struct {
 	fsys   FS
@@ -173,11 +179,29 @@ func (o *OS) Lstat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, fi, err := o.lookup(path.Join(dir, parts[len(parts)-1]))
+	p := path.Join(dir, parts[len(parts)-1])
+	layer, fi, err := o.lookup(p)
+	if err == nil && o.typed() {
+		fi, err = o.fsys.Lstat(layer + p) // the entry's permission bits too
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s in container %s: %w", name, short(o.container), err)
 	}
 	return fi, nil
+}
+
+// typed tells whether lstatType describes entries without their permission bits.
+func (o *OS) typed() bool {
+	_, ok := o.fsys.(typeStater)
+	return ok
+}
+
+// lstatType describes the entry name of the slot enough for the overlay rules: its type and Sys.
+func (o *OS) lstatType(name string) (fs.FileInfo, error) {
+	if t, ok := o.fsys.(typeStater); ok {
+		return t.LstatType(name)
+	}
+	return o.fsys.Lstat(name)
 }
 
 // ReadDir lists the names in the OS's directory name, sorted, as the merged view shows them: the
@@ -213,7 +237,7 @@ func (o *OS) ReadDir(name string) ([]string, error) {
 				continue
 			}
 			seen[n] = true
-			fi, err := o.fsys.Lstat(dir + "/" + n)
+			fi, err := o.lstatType(dir + "/" + n)
 			if err != nil {
 				return nil, fmt.Errorf("%s in container %s: %w", name, short(o.container), err)
 			}
@@ -419,7 +443,7 @@ func (o *OS) stack(p string) ([]string, fs.FileInfo, error) {
 		at := ""
 		for i, c := range comps {
 			at += "/" + c
-			fi, err := o.fsys.Lstat(layer + at)
+			fi, err := o.lstatType(layer + at)
 			if errors.Is(err, fs.ErrNotExist) {
 				break // this layer holds nothing at p: look below, unless an opaque parent hides it
 			}
