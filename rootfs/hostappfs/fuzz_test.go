@@ -127,6 +127,19 @@ func (m memFS) Xattrs(name string) (map[string][]byte, error) {
 	return map[string][]byte{}, nil
 }
 
+// typedMemFS is memFS telling entry types apart from Lstat, as ext4.Cached does: without permission bits.
+type typedMemFS struct{ memFS }
+
+func (m typedMemFS) LstatType(name string) (fs.FileInfo, error) {
+	fi, err := m.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	i := fi.(memInfo)
+	i.e.mode = i.e.mode.Type()
+	return i, nil
+}
+
 func (m memFS) add(p string, e memEntry) {
 	for d := path.Dir(p); d != "/"; d = path.Dir(d) {
 		if _, ok := m[d]; !ok {
@@ -166,5 +179,22 @@ func FuzzRead(f *testing.F) {
 		o.ReadDir(name)
 		o.Lstat(name)
 		o.ReadFile("/etc/os-release")
+		// Reading entry types apart (as through ext4.Cached) answers the same.
+		typed, err := Open(typedMemFS{m})
+		if err != nil {
+			t.Fatalf("typed: %v, untyped opened", err)
+		}
+		for _, n := range []string{name, "/etc/os-release", "/etc", "/"} {
+			b1, err1 := o.ReadFile(n)
+			b2, err2 := typed.ReadFile(n)
+			d1, derr1 := o.ReadDir(n)
+			d2, derr2 := typed.ReadDir(n)
+			f1, ferr1 := o.Lstat(n)
+			f2, ferr2 := typed.Lstat(n)
+			if string(b1) != string(b2) || (err1 == nil) != (err2 == nil) || strings.Join(d1, "/") != strings.Join(d2, "/") ||
+				(derr1 == nil) != (derr2 == nil) || (ferr1 == nil) != (ferr2 == nil) || (ferr1 == nil && f1.Mode() != f2.Mode()) {
+				t.Fatalf("%q: typed and untyped differ: %q %v / %q %v; %q %v / %q %v; %v %v / %v %v", n, b1, err1, b2, err2, d1, derr1, d2, derr2, f1, ferr1, f2, ferr2)
+			}
+		}
 	})
 }
