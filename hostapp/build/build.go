@@ -353,12 +353,19 @@ func (p *plan) write(ctx context.Context, tmp string, o *options) error {
 	if len(errs) > 0 {
 		return errs[0]
 	}
+	// The staged tree of an archive is not needed any more: its removal (an unlink for each of its
+	// entries) runs while the image is synced instead of after.
+	removed := make(chan error, 1)
+	go func() { removed <- p.rootfs.Close() }()
 	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("image: %w", err)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
+	if rerr := <-removed; err == nil && rerr != nil {
+		err = rerr
+	}
+	if err != nil {
 		return fmt.Errorf("image: %w", err)
 	}
 	return nil
