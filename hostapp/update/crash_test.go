@@ -210,10 +210,6 @@ func TestPowerLossDuringUpdate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tg, err := OpenImage(d, "")
-			if err != nil {
-				t.Fatal(err)
-			}
 			pt, err := partition.Read(d, d.Size(), d.SectorSize())
 			d.Close()
 			if err != nil {
@@ -223,7 +219,6 @@ func TestPowerLossDuringUpdate(t *testing.T) {
 			data, _ := pt.Partition(map[bool]int{true: 5, false: 6}[gpt])
 			state, _ := pt.Partition(map[bool]int{true: 4, false: 5}[gpt])
 			dataHash := partitionHash(t, pristine, data)
-			slots := tg.Slots
 
 			work := filepath.Join(t.TempDir(), "work.img")
 			if err := disk.SparseCopy(work, pristine); err != nil {
@@ -242,25 +237,7 @@ func TestPowerLossDuringUpdate(t *testing.T) {
 				if _, err := runUpdate(t, work, bundlePath, cut); cut < points && !errors.Is(err, errPowerLoss) {
 					t.Fatalf("cut at %d: update returned %v, want the power loss", cut, err)
 				}
-				d, err := disk.Open(work, true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				tg, err := OpenImage(d, "")
-				if err != nil {
-					t.Fatalf("cut at %d: image unreadable: %v", cut, err)
-				}
-				slot, err := bootsim.Boot(tg.Env, tg.Boot)
-				if err != nil {
-					t.Fatalf("cut at %d: boot: %v", cut, err)
-				}
-				if v := tg.SlotVersion(slot); v != want[slot] {
-					t.Fatalf("cut at %d: boots slot %s holding version %q, want %q", cut, slot, v, want[slot])
-				}
-				d.Close()
-				if err := ext4.Check(context.Background(), work, slots[slot].Start); err != nil {
-					t.Fatalf("cut at %d: slot %s: %v", cut, slot, err)
-				}
+				slot := bootAfterCut(t, work, cut, want)
 				if err := ext4.Check(context.Background(), work, state.Start); err != nil {
 					t.Fatalf("cut at %d: state partition: %v", cut, err)
 				}
@@ -404,4 +381,32 @@ func checkRolledBack(t *testing.T, tg *Target, what, kernel1 string, complete bo
 			}
 		}
 	}
+}
+
+// bootAfterCut opens the image work after the power cut at point cut, boots it through the bootloader's
+// model and checks that the slot it boots holds the version want names for it and passes e2fsck. It
+// returns that slot.
+func bootAfterCut(t *testing.T, work string, cut int, want map[bootenv.Slot]string) bootenv.Slot {
+	t.Helper()
+	d, err := disk.Open(work, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := OpenImage(d, "")
+	if err != nil {
+		t.Fatalf("cut at %d: image unreadable: %v", cut, err)
+	}
+	slot, err := bootsim.Boot(tg.Env, tg.Boot)
+	if err != nil {
+		t.Fatalf("cut at %d: boot: %v", cut, err)
+	}
+	if v := tg.SlotVersion(slot); v != want[slot] {
+		t.Fatalf("cut at %d: boots slot %s holding version %q, want %q", cut, slot, v, want[slot])
+	}
+	start := tg.Slots[slot].Start
+	d.Close()
+	if err := ext4.Check(context.Background(), work, start); err != nil {
+		t.Fatalf("cut at %d: slot %s: %v", cut, slot, err)
+	}
+	return slot
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hostos/hostos/hostapp/bootenv"
-	"github.com/hostos/hostos/hostapp/bootenv/bootsim"
 	"github.com/hostos/hostos/hostapp/build"
 	"github.com/hostos/hostos/hostapp/bundle"
 	"github.com/hostos/hostos/hostapp/update/source"
@@ -98,25 +97,7 @@ func TestPowerLossDuringDeltaUpdate(t *testing.T) {
 		if _, err := run(work, cut); cut < points && !errors.Is(err, errPowerLoss) {
 			t.Fatalf("cut at %d: update returned %v, want the power loss", cut, err)
 		}
-		d, err := disk.Open(work, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tg, err := OpenImage(d, "")
-		if err != nil {
-			t.Fatalf("cut at %d: image unreadable: %v", cut, err)
-		}
-		slot, err := bootsim.Boot(tg.Env, tg.Boot)
-		if err != nil {
-			t.Fatalf("cut at %d: boot: %v", cut, err)
-		}
-		if v := tg.SlotVersion(slot); v != want[slot] {
-			t.Fatalf("cut at %d: boots slot %s holding version %q, want %q", cut, slot, v, want[slot])
-		}
-		d.Close()
-		if err := ext4.Check(context.Background(), work, slots[slot].Start); err != nil {
-			t.Fatalf("cut at %d: slot %s: %v", cut, slot, err)
-		}
+		slot := bootAfterCut(t, work, cut, want)
 		booted[slot]++
 	}
 	if booted[bootenv.SlotA] == 0 || booted[bootenv.SlotB] == 0 {

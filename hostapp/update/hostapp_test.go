@@ -18,7 +18,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/hostos/hostos/hostapp/bootenv"
-	"github.com/hostos/hostos/hostapp/bootenv/bootsim"
 	"github.com/hostos/hostos/hostapp/update/source"
 	"github.com/hostos/hostos/partition/disk"
 	"github.com/hostos/hostos/rootfs/enginestore"
@@ -279,26 +278,7 @@ func TestPowerLossDuringHostappUpdate(t *testing.T) {
 		if _, err := updateHostapp(t, work, src, cut); cut < points && !errors.Is(err, errPowerLoss) {
 			t.Fatalf("cut at %d: update returned %v, want the power loss", cut, err)
 		}
-		d, err := disk.Open(work, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tg, err := OpenImage(d, "")
-		if err != nil {
-			t.Fatalf("cut at %d: image unreadable: %v", cut, err)
-		}
-		slot, err := bootsim.Boot(tg.Env, tg.Boot)
-		if err != nil {
-			t.Fatalf("cut at %d: boot: %v", cut, err)
-		}
-		if v := tg.SlotVersion(slot); v != want[slot] {
-			t.Fatalf("cut at %d: boots slot %s holding version %q, want %q", cut, slot, v, want[slot])
-		}
-		p := tg.Slots[slot]
-		d.Close()
-		if err := ext4.Check(context.Background(), work, p.Start); err != nil {
-			t.Fatalf("cut at %d: slot %s: %v", cut, slot, err)
-		}
+		slot := bootAfterCut(t, work, cut, want)
 		booted[slot]++
 	}
 	if booted[bootenv.SlotA] == 0 || booted[bootenv.SlotB] == 0 {
