@@ -165,8 +165,12 @@ func CacheID(chainID v1.Hash) string {
 const linkIDLength = 26
 
 // LinkID is the short name under overlay2/l this package gives the layer with the given chain id.
-func LinkID(chainID v1.Hash) string {
-	sum := sha256.Sum256([]byte("hostos enginestore link " + chainID.String()))
+func LinkID(chainID v1.Hash) string { return ShortName("hostos enginestore link " + chainID.String()) }
+
+// ShortName derives from seed a name of the form the engine draws at random for overlay2/l (26
+// characters of [A-Z2-7]), for whoever writes overlay2 directories of its own beside the store's.
+func ShortName(seed string) string {
+	sum := sha256.Sum256([]byte(seed))
 	return base32.StdEncoding.EncodeToString(sum[:])[:linkIDLength]
 }
 

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -130,11 +129,10 @@ func newIDs(image v1.Hash) ids {
 		sum := sha256.Sum256([]byte("hostos hostapp " + what + " " + image.String()))
 		return hex.EncodeToString(sum[:])
 	}
-	sum := sha256.Sum256([]byte("hostos hostapp link " + image.String()))
 	return ids{
 		container: h("container"),
 		mount:     h("mount"),
-		link:      base32.StdEncoding.EncodeToString(sum[:])[:26],
+		link:      enginestore.ShortName("hostos hostapp link " + image.String()),
 		volume:    h("volume"),
 	}
 }
