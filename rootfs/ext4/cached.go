@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"os"
 	"path"
 	"strings"
 	"sync"
@@ -177,16 +176,7 @@ func (c *Cached) ReadFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	file, err := c.f.fsys.OpenFile(p, os.O_RDONLY)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
-	}
-	defer file.Close()
-	b, err := readAllBounded(file)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return b, nil
+	return readFile(c.f, p, name)
 }
 
 // ReadDir lists the names in directory name, without "." and "..", as FS.ReadDir.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"strings"
 
@@ -31,16 +30,7 @@ func (f *FS) ReadFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	file, err := f.fsys.OpenFile(p, os.O_RDONLY)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
-	}
-	defer file.Close()
-	b, err := readAllBounded(file)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return b, nil
+	return readFile(f, p, name)
 }
 
 // ReadDir lists the names in directory name, without "." and "..".

@@ -52,7 +52,9 @@ func openFile(f *FS, p, name string) (io.ReadCloser, error) {
 	return &fileReader{f: file, name: name}, nil
 }
 
-// fileReader reads a go-diskfs file, failing where readAllBounded does: a reader that makes no progress.
+// fileReader reads a go-diskfs file, naming it in errors. go-diskfs's ext4 file reader can return no bytes
+// and no error forever on some extent layouts (seen on a file debugfs wrote), where a reader would spin: one
+// that makes no progress is an error.
 type fileReader struct {
 	f      io.ReadCloser
 	name   string

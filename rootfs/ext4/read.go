@@ -28,33 +28,22 @@ func ReadFile(r io.ReaderAt, off, size int64, name string) ([]byte, error) {
 // store metadata), and a damaged or hostile filesystem must not make them read forever.
 const maxReadFile = 64 << 20
 
-// readAllBounded reads r to its end, at most maxReadFile bytes. go-diskfs's ext4 file reader can return
-// no bytes and no error forever on some extent layouts (seen on a file debugfs wrote), where io.ReadAll
-// would spin: a reader that makes no progress is an error.
-func readAllBounded(r io.Reader) ([]byte, error) {
-	var out []byte
-	buf := make([]byte, 32<<10)
-	stalls := 0
-	for {
-		n, err := r.Read(buf)
-		out = append(out, buf[:n]...)
-		if int64(len(out)) > maxReadFile {
-			return nil, fmt.Errorf("larger than the %d MiB read here", maxReadFile>>20)
-		}
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			if stalls++; stalls > 100 {
-				return nil, errors.New("the filesystem reader makes no progress (damaged extents?)")
-			}
-			continue
-		}
-		stalls = 0
+// readFile reads the regular file at the resolved path p (name in errors) to its end, at most
+// maxReadFile bytes, through fileReader, which fails a reader that makes no progress.
+func readFile(f *FS, p, name string) ([]byte, error) {
+	r, err := openFile(f, p, name)
+	if err != nil {
+		return nil, err
 	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, maxReadFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxReadFile {
+		return nil, fmt.Errorf("%s: larger than the %d MiB read here", name, maxReadFile>>20)
+	}
+	return b, nil
 }
 
 // resolve walks name component by component, replacing symlinks by their targets.
