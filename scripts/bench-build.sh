@@ -16,8 +16,8 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cfgdir=$repo/scripts/bench
 W=${1:-${TMPDIR:-/tmp}/hostos-bench}
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
+wd=$(mkdir -p "$W" && cd "$W" && pwd) || { echo "$(basename "$0"): cannot use $W as the work directory" >&2; exit 2; }
+W=$wd
 runs=${RUNS:-5}
 size=${SIZE:-300}
 only=${ONLY:-}

@@ -9,8 +9,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 W=${1:-${TMPDIR:-/tmp}/hostos-bench-preload}
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
+wd=$(mkdir -p "$W" && cd "$W" && pwd) || { echo "$(basename "$0"): cannot use $W as the work directory" >&2; exit 2; }
+W=$wd
 hostos=${HOSTOS:-$repo/out/hostos}
 pairs=${PAIRS:-5}
 docker=/usr/bin/docker

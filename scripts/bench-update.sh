@@ -9,8 +9,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 W=${1:-${TMPDIR:-/tmp}/hostos-bench-update}
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
+wd=$(mkdir -p "$W" && cd "$W" && pwd) || { echo "$(basename "$0"): cannot use $W as the work directory" >&2; exit 2; }
+W=$wd
 hostos=${HOSTOS:-$repo/out/hostos}
 runs=${RUNS:-5}
 for t in "$hostos" python3 dd tar zstd head; do
