@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	_ "github.com/hostos/hostos/cmd/hostos/internal/prefault" // a faster start: see its doc
 )
 
 // interruptGrace is how long a command has, after SIGINT or SIGTERM, to stop at its next check of the
