@@ -34,7 +34,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "hostos: interrupted by %v\n", sig)
 		os.Exit(code)
 	}()
-	err := newRootCmd().ExecuteContext(ctx)
+	err := newRootCmdFor(os.Args[1:]).ExecuteContext(ctx)
 	if err != nil {
 		code := exitCode(err)
 		var in interrupted

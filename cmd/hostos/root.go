@@ -16,7 +16,27 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
-func newRootCmd() *cobra.Command {
+// commands are hostos's commands, in the order help lists them, each with its name (the first word of
+// its Use) so that the one a command line names can be built alone.
+var commands = []struct {
+	name string
+	new  func() *cobra.Command
+}{
+	{"build", newBuildCmd}, {"inspect", newInspectCmd}, {"configure", newConfigureCmd}, {"config", newConfigCmd},
+	{"bundle", newBundleCmd}, {"update", newUpdateCmd}, {"status", newStatusCmd}, {"commit", newCommitCmd},
+	{"rollback", newRollbackCmd}, {"rollback-altboot", newRollbackAltbootCmd}, {"health", newHealthCmd},
+	{"repair", newRepairCmd}, {"preload", newPreloadCmd}, {"flash", newFlashCmd}, {"release", newReleaseCmd},
+	{"version", newVersionCmd},
+}
+
+// newRootCmd is the whole command tree.
+func newRootCmd() *cobra.Command { return newRootCmdFor(nil) }
+
+// newRootCmdFor is the command tree args (the command line without the program name) need: only the
+// command they name when their first word names one, none for a lone --version, all of them for
+// anything else (help, completion, a misspelt command that cobra suggests a fix for). Building the
+// flags of every command is most of the work of a short command's start.
+func newRootCmdFor(args []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "hostos",
 		Short:         "Build, configure and update balenaOS-style operating-system images",
@@ -26,11 +46,30 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newBuildCmd(), newInspectCmd(), newConfigureCmd(), newConfigCmd(), newBundleCmd(),
-		newUpdateCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newRollbackAltbootCmd(), newHealthCmd(), newRepairCmd(), newPreloadCmd(), newFlashCmd(), newReleaseCmd(),
-		newVersionCmd())
+	switch named := commandNamed(args); {
+	case named >= 0:
+		root.AddCommand(commands[named].new())
+	case len(args) == 1 && args[0] == "--version":
+	default:
+		for _, c := range commands {
+			root.AddCommand(c.new())
+		}
+	}
 	usageArgs(root)
 	return root
+}
+
+// commandNamed is the index in commands of the command args's first word names, or -1.
+func commandNamed(args []string) int {
+	if len(args) == 0 {
+		return -1
+	}
+	for i, c := range commands {
+		if c.name == args[0] {
+			return i
+		}
+	}
+	return -1
 }
 
 // exitCodes maps sentinel errors to process exit codes: the one table that does. The first match wins;

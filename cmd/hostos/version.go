@@ -28,6 +28,9 @@ type buildInfo struct {
 // readBuildInfo fills in what -ldflags did not set from the binary's embedded build information.
 func readBuildInfo() buildInfo {
 	b := buildInfo{Version: version, Commit: commit, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if version != "" && commit != "" {
+		return b // set at build time: the module information (decoded at every start otherwise) is not needed
+	}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		if b.Version == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
 			b.Version = info.Main.Version
