@@ -1,24 +1,21 @@
 package config
 
 import (
-	"crypto/rsa"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // sshKeyTypes are the public key types OpenSSH's sshd accepts in authorized_keys.
 var sshKeyTypes = map[string]bool{
-	ssh.KeyAlgoRSA:        true,
-	ssh.KeyAlgoECDSA256:   true,
-	ssh.KeyAlgoECDSA384:   true,
-	ssh.KeyAlgoECDSA521:   true,
-	ssh.KeyAlgoED25519:    true,
-	ssh.KeyAlgoSKECDSA256: true,
-	ssh.KeyAlgoSKED25519:  true,
+	sshKeyRSA:        true,
+	sshKeyECDSA256:   true,
+	sshKeyECDSA384:   true,
+	sshKeyECDSA521:   true,
+	sshKeyEd25519:    true,
+	sshKeySKECDSA256: true,
+	sshKeySKEd25519:  true,
 }
 
 // minRSABits is OpenSSH's default RequiredRSASize: sshd refuses smaller RSA keys.
@@ -52,13 +49,13 @@ func ParseSSHKeys(data []byte) ([]string, error) {
 
 type sshKey struct {
 	options string // authorized_keys options (from="…",no-pty), kept: dropping them would widen access
-	pub     ssh.PublicKey
+	pub     sshPublicKey
 	comment string
 }
 
 // id identifies the key regardless of comment: "type base64".
 func (k sshKey) id() string {
-	return k.pub.Type() + " " + base64.StdEncoding.EncodeToString(k.pub.Marshal())
+	return k.pub.typ + " " + base64.StdEncoding.EncodeToString(k.pub.blob)
 }
 
 func (k sshKey) normal() string {
@@ -100,7 +97,7 @@ func parseSSHKeyLine(line string) (sshKey, error) {
 	}
 	typ = fields[0]
 	switch {
-	case typ == ssh.InsecureKeyAlgoDSA:
+	case typ == "ssh-dss":
 		return sshKey{}, errors.New("ssh-dss (DSA) keys are no longer accepted by OpenSSH")
 	case strings.Contains(typ, "-cert-"):
 		return sshKey{}, fmt.Errorf("%s is a certificate, not a public key", typ)
@@ -113,17 +110,15 @@ func parseSSHKeyLine(line string) (sshKey, error) {
 	if err != nil {
 		return sshKey{}, fmt.Errorf("%s key: key data is not valid base64", typ)
 	}
-	pub, err := ssh.ParsePublicKey(blob)
+	if got, ok := sshWireKeyType(blob); ok && got != typ {
+		return sshKey{}, fmt.Errorf("%s key: the key data holds a %s key", typ, printableWireString([]byte(got)))
+	}
+	pub, err := parseSSHPublicKey(blob)
 	if err != nil {
-		return sshKey{}, fmt.Errorf("%s key: key data is corrupt or truncated (%s)", typ, strings.TrimPrefix(err.Error(), "ssh: "))
+		return sshKey{}, fmt.Errorf("%s key: key data is corrupt or truncated (%w)", typ, err)
 	}
-	if pub.Type() != typ {
-		return sshKey{}, fmt.Errorf("%s key: the key data holds a %s key", typ, pub.Type())
-	}
-	if c, ok := pub.(ssh.CryptoPublicKey); ok {
-		if r, ok := c.CryptoPublicKey().(*rsa.PublicKey); ok && r.N.BitLen() < minRSABits {
-			return sshKey{}, fmt.Errorf("%s key of %d bits: OpenSSH requires at least %d", typ, r.N.BitLen(), minRSABits)
-		}
+	if pub.typ == sshKeyRSA && pub.rsaBits < minRSABits {
+		return sshKey{}, fmt.Errorf("%s key of %d bits: OpenSSH requires at least %d", typ, pub.rsaBits, minRSABits)
 	}
 	// The comment is what follows the key data, inner spacing kept.
 	after := strings.TrimLeft(line[len(typ):], " \t")[len(fields[1]):]
