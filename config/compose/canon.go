@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/docker/go-connections/nat"
-	"github.com/docker/go-units"
 	"github.com/mattn/go-shellwords"
-	"github.com/xhit/go-str2duration/v2"
 )
 
 // This file checks the type of every field of a service, volume and network and writes it in Compose's
@@ -225,7 +223,7 @@ func unitBytes(v any) (any, error) {
 		if i, err := strconv.ParseInt(v, 10, 64); err == nil {
 			n = i
 		} else {
-			b, err := units.RAMInBytes(v)
+			b, err := ramInBytes(v)
 			if err != nil {
 				return nil, errf("%q is not a byte size", v)
 			}
@@ -245,7 +243,7 @@ func duration(v any) (any, error) {
 	if !ok {
 		return nil, errf("%s is not a duration string", typeName(v))
 	}
-	d, err := str2duration.ParseDuration(s)
+	d, err := parseDuration(s)
 	if err != nil {
 		return nil, errf("%q is not a duration", s)
 	}

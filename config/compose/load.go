@@ -11,10 +11,6 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-
-	"github.com/compose-spec/compose-go/v2/dotenv"
-	"github.com/compose-spec/compose-go/v2/interpolation"
-	"github.com/compose-spec/compose-go/v2/template"
 )
 
 // This file loads a compose file the way compose-go's loader does, for what balena accepts, without its
@@ -38,20 +34,18 @@ func (p *parser) interpolate(top map[string]any) (map[string]any, error) {
 			p.warnf("", "variable %s is not set; it reads as an empty string", name)
 		}
 	}()
-	out, err := interpolation.Interpolate(top, interpolation.Options{
-		LookupValue: func(key string) (string, bool) {
-			v, ok := env[key]
-			return v, ok
-		},
-		Substitute: func(s string, m template.Mapping) (string, error) {
-			for _, name := range plainVariables(s) {
-				if _, ok := env[name]; !ok && !p.unset[name] {
-					p.unset[name] = true
-					unset = append(unset, name)
-				}
+	lookup := func(key string) (string, bool) {
+		v, ok := env[key]
+		return v, ok
+	}
+	out, err := interpolateTree(top, func(s string) (string, error) {
+		for _, name := range plainVariables(s) {
+			if _, ok := env[name]; !ok && !p.unset[name] {
+				p.unset[name] = true
+				unset = append(unset, name)
 			}
-			return template.SubstituteWithOptions(s, m, template.WithoutLogging)
-		},
+		}
+		return substitute(s, lookup)
 	})
 	if err != nil {
 		return nil, p.loaderError(err)
@@ -456,7 +450,7 @@ func (p *parser) envFiles(name string, files []any, environment map[string]any) 
 		if err != nil {
 			return nil, p.errorf(at, "service %s: env_file %s: %v", name, str(m["path"]), err)
 		}
-		err = dotenv.ParseWithFormat(bytes.NewReader(data), file, vars, func(k string) (string, bool) {
+		err = parseEnvFile(data, file, vars, func(k string) (string, bool) {
 			if v, ok := env[k]; ok {
 				return v, true
 			}
@@ -486,7 +480,7 @@ func (p *parser) labelFiles(name string, files []string) (map[string]string, err
 			return nil, p.errorf(at, "service %s: label_file %s: %v", name, f, err)
 		}
 		vars := map[string]string{}
-		err = dotenv.ParseWithFormat(bytes.NewReader(data), file, vars, func(k string) (string, bool) {
+		err = parseEnvFile(data, file, vars, func(k string) (string, bool) {
 			v, ok := labels[k]
 			return v, ok
 		}, "")
