@@ -110,7 +110,9 @@ func parseSSHKeyLine(line string) (sshKey, error) {
 	if err != nil {
 		return sshKey{}, fmt.Errorf("%s key: key data is not valid base64", typ)
 	}
-	if got, ok := sshWireKeyType(blob); ok && got != typ {
+	if got, ok := sshWireKeyType(blob); ok && got == "" {
+		return sshKey{}, fmt.Errorf("%s key: the key data names no key type", typ)
+	} else if ok && got != typ {
 		return sshKey{}, fmt.Errorf("%s key: the key data holds a %s key", typ, printableWireString([]byte(got)))
 	}
 	pub, err := parseSSHPublicKey(blob)

@@ -35,7 +35,8 @@ type sshPublicKey struct {
 // (ssh-ed25519: string key) and OpenSSH's PROTOCOL.u2f (the sk- types: the same, then string
 // application) define them. It takes and refuses what golang.org/x/crypto/ssh's ParsePublicKey does
 // for these types: an RSA exponent of at most 24 bits, odd and at least 3, and a modulus of at most
-// 16384 bits; an ECDSA point in uncompressed form, on the curve its type names; a 32-byte Ed25519
+// 16384 bits (both read as signed, as RFC 4251 defines mpints, so a negative modulus counts by its
+// magnitude: x/crypto/ssh takes one, OpenSSH would not); an ECDSA point in uncompressed form, on the curve its type names; a 32-byte Ed25519
 // key; nothing after the last field. The blob it returns is re-encoded as that package encodes keys,
 // which changes only RSA integers: they are written in their shortest form. Errors are one-line
 // phrases naming the problem. Lengths are checked against the data before any slicing, so a length
@@ -83,7 +84,7 @@ func parseSSHPublicKey(in []byte) (sshPublicKey, error) {
 			want, curve = "nistp521", ecdh.P521()
 		}
 		if string(curveName) != want {
-			return sshPublicKey{}, fmt.Errorf("curve %s in a %s key, which needs %s", printableWireString(curveName), typ, want)
+			return sshPublicKey{}, fmt.Errorf("key type %s needs curve %s, the key data names %s", typ, want, printableWireString(curveName))
 		}
 		// NewPublicKey takes the uncompressed form of a point on the curve, not the point at
 		// infinity: what elliptic.Unmarshal, which x/crypto/ssh uses, takes.
@@ -127,12 +128,12 @@ func (r *sshWireReader) str(what string) []byte {
 		return nil
 	}
 	if len(r.rest) < 4 {
-		r.err = fmt.Errorf("key data ends before the %s", what)
+		r.err = fmt.Errorf("ends before the %s", what)
 		return nil
 	}
 	n := binary.BigEndian.Uint32(r.rest)
 	if uint64(n) > uint64(len(r.rest)-4) {
-		r.err = fmt.Errorf("%s of %d bytes runs past the end of the key data (%d bytes left)", what, n, len(r.rest)-4)
+		r.err = fmt.Errorf("%s of %d bytes runs past the end (%d bytes left)", what, n, len(r.rest)-4)
 		return nil
 	}
 	s := r.rest[4 : 4+n]
