@@ -172,3 +172,38 @@ func TestInterpolateTreeMatchesComposeGo(t *testing.T) {
 		t.Errorf("three failing values: %v", err)
 	}
 }
+
+// FuzzInterpolateTreeMatchesComposeGo: interpolateTree and compose-go's interpolation package agree on
+// trees holding the fuzzed strings as values and keys (the messages, their order and the paths they
+// name).
+func FuzzInterpolateTreeMatchesComposeGo(f *testing.F) {
+	for i, s := range interpolateCases {
+		f.Add(s, interpolateCases[(i+1)%len(interpolateCases)], []string{"a", "a.b", "👻", "[]", ""}[i%5])
+	}
+	quietComposeGo()
+	f.Fuzz(func(t *testing.T, s, s2, key string) {
+		tree := map[string]any{
+			"services": map[string]any{
+				key: map[string]any{"image": s, key: []any{s2, map[string]any{key: s}, 1}},
+				"b": map[string]any{"environment": map[string]any{"E": s2, "F": nil}},
+			},
+			"name": s2,
+		}
+		got, err := interpolateTree(tree, func(s string) (string, error) { return substitute(s, envLookup) })
+		if err != nil && strings.Contains(err.Error(), "nested more than") {
+			return
+		}
+		want, wantErr := interpolation.Interpolate(tree, interpolation.Options{
+			LookupValue: envLookup,
+			Substitute: func(s string, m template.Mapping) (string, error) {
+				return template.SubstituteWithOptions(s, m, template.WithoutLogging)
+			},
+		})
+		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+			t.Fatalf("error\n%v\ncompose-go:\n%v", err, wantErr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%v, compose-go %v", got, want)
+		}
+	})
+}
