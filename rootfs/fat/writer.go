@@ -302,7 +302,10 @@ func (w *RW) writeFSInfo() (bool, error) {
 	return true, nil
 }
 
-// finish frees the old chain in every FAT copy and updates FSInfo (step 3 of a change).
+// finish frees the old chain in every FAT copy and updates FSInfo (step 3 of a change). It does not sync:
+// nothing the device holds refers to the old chain any more (step 2 was synced), so until the next sync
+// a power loss can only leave it lost clusters, which fsck reclaims, and a stale FSInfo hint. The next
+// change's first sync, or the caller's own at the end (Sync), makes it durable.
 func (w *RW) finish(old []uint32) error {
 	for _, c := range old {
 		w.put(c, 0)
@@ -312,15 +315,14 @@ func (w *RW) finish(old []uint32) error {
 			return err
 		}
 	}
-	wrote, err := w.writeFSInfo()
-	if err != nil {
+	if _, err := w.writeFSInfo(); err != nil {
 		return err
-	}
-	if len(old) > 0 || wrote {
-		return w.sync()
 	}
 	return nil
 }
+
+// Sync makes every change durable, the freeing of replaced files' old clusters included.
+func (w *RW) Sync() error { return w.sync() }
 
 // change runs fn, one complete change. If fn fails after writing, the in-memory FAT is reloaded from the
 // device so that later calls start from what is stored.
@@ -610,8 +612,27 @@ func (w *RW) create(d *dir, ents [][dirEntrySize]byte, n, size int64, mtime time
 		d.cs = append(d.cs, growth...)
 		d.b = append(d.b, make([]byte, int64(len(growth))*w.clusterSize)...)
 	}
+	short := ents[k-1]
+	short[11] = attr
+	w.stamp(short[:], first, size, mtime)
+	copy(short[14:18], short[22:26]) // creation time and date
+	copy(short[18:20], short[24:26]) // access date
+	ents[k-1] = short
 	// Entries past the end marker are invisible; the one after ours must read as the new end marker.
-	if after := start + k; after*dirEntrySize < len(d.b) && d.b[after*dirEntrySize] != 0 && !w.visible(d, after) {
+	after := start + k
+	marker := after*dirEntrySize < len(d.b) && d.b[after*dirEntrySize] != 0 && !w.visible(d, after)
+	// When the long-name slots, the 8.3 entry and the end marker share a device sector, one write of that
+	// sector makes the file visible whole: no sync between them is needed.
+	if b, ok := w.oneSector(d, start, ents, marker); ok {
+		if err := w.writeAt(b, w.entryOff(d, start)); err != nil {
+			return fmt.Errorf("%s: directory entry: %w", d.path, err)
+		}
+		if err := w.sync(); err != nil {
+			return err
+		}
+		return w.finish(nil)
+	}
+	if marker {
 		if err := w.writeAt(make([]byte, dirEntrySize), w.entryOff(d, after)); err != nil {
 			return fmt.Errorf("%s: directory end marker: %w", d.path, err)
 		}
@@ -635,11 +656,6 @@ func (w *RW) create(d *dir, ents [][dirEntrySize]byte, n, size int64, mtime time
 			return err
 		}
 	}
-	short := ents[k-1]
-	short[11] = attr
-	w.stamp(short[:], first, size, mtime)
-	copy(short[14:18], short[22:26]) // creation time and date
-	copy(short[18:20], short[24:26]) // access date
 	if err := w.writeAt(short[:], w.entryOff(d, start+k-1)); err != nil {
 		return fmt.Errorf("%s: directory entry: %w", d.path, err)
 	}
@@ -648,6 +664,35 @@ func (w *RW) create(d *dir, ents [][dirEntrySize]byte, n, size int64, mtime time
 	}
 	// Step 3: FSInfo.
 	return w.finish(nil)
+}
+
+// atomicSector is the unit of a write that a power loss leaves whole or untouched: a 512-byte sector.
+const atomicSector = 512
+
+// oneSector returns the bytes of ents, placed from entry start of d on, followed by an end marker when
+// marker is set, when they are consecutive on the device and within one atomicSector.
+func (w *RW) oneSector(d *dir, start int, ents [][dirEntrySize]byte, marker bool) ([]byte, bool) {
+	n := len(ents)
+	if marker {
+		n++
+	}
+	lo := w.entryOff(d, start)
+	for i := 1; i < n; i++ {
+		if w.entryOff(d, start+i) != lo+int64(i)*dirEntrySize {
+			return nil, false
+		}
+	}
+	if (w.off+lo)/atomicSector != (w.off+lo+int64(n)*dirEntrySize-1)/atomicSector {
+		return nil, false
+	}
+	b := make([]byte, 0, n*dirEntrySize)
+	for _, e := range ents {
+		b = append(b, e[:]...)
+	}
+	if marker {
+		b = append(b, make([]byte, dirEntrySize)...)
+	}
+	return b, true
 }
 
 // visible reports whether entry i of d is before the end marker, where readers look.
