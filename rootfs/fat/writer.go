@@ -305,7 +305,7 @@ func (w *RW) writeFSInfo() (bool, error) {
 // finish frees the old chain in every FAT copy and updates FSInfo (step 3 of a change). It does not sync:
 // nothing the device holds refers to the old chain any more (step 2 was synced), so until the next sync
 // a power loss can only leave it lost clusters, which fsck reclaims, and a stale FSInfo hint. The next
-// change's first sync, or the caller's own at the end (Sync), makes it durable.
+// change's first sync, or the caller's sync of the device at the end, makes it durable.
 func (w *RW) finish(old []uint32) error {
 	for _, c := range old {
 		w.put(c, 0)
@@ -321,8 +321,6 @@ func (w *RW) finish(old []uint32) error {
 	return nil
 }
 
-// Sync makes every change durable, the freeing of replaced files' old clusters included.
-func (w *RW) Sync() error { return w.sync() }
 
 // change runs fn, one complete change. If fn fails after writing, the in-memory FAT is reloaded from the
 // device so that later calls start from what is stored.
