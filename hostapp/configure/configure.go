@@ -180,7 +180,7 @@ func (tg *Target) files(o Options) ([]File, error) {
 			return nil, fmt.Errorf("splash: %w", err)
 		}
 		files = append(files, File{Name: "/splash/balena-logo.png", Data: o.Splash})
-		if tg.OSVersion != "" && versionBefore(tg.OSVersion, legacySplashBefore) {
+		if v := tg.OSVersion(); v != "" && versionBefore(v, legacySplashBefore) {
 			files = append(files, File{Name: "/splash/resin-logo.png", Data: o.Splash})
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/hostos/hostos/config"
 	"github.com/hostos/hostos/partition"
@@ -27,8 +28,9 @@ type Target struct {
 	// DeviceType is the slug from device-type.json, else config.json's deviceType; Aliases come with it.
 	DeviceType string
 	Aliases    []string
-	// OSVersion is VERSION_ID (or VERSION) of the OS, empty when unknown.
-	OSVersion string
+	// osVersion reads VERSION_ID (or VERSION) of the OS once, when first asked: only a splash logo needs
+	// it, and reading the root filesystem is most of the work of opening an image.
+	osVersion func() string
 
 	// typeFromManifest: DeviceType comes from device-type.json, not from config.json itself.
 	typeFromManifest bool
@@ -56,13 +58,35 @@ func Open(d disk.Disk) (*Target, error) {
 		}
 		tg.Partition = p.Number
 	}
-	if root, err := probe.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
-		if b, err := hostappfs.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
-			tg.OSVersion = config.OSVersion(b)
+	tg.osVersion = sync.OnceValue(func() string {
+		if root, err := probe.Locate(d, t, partition.RootA.ImageLabels()...); err == nil {
+			if b, err := hostappfs.ReadFile(d, root.Start, root.Size, "/etc/os-release"); err == nil {
+				if v := config.OSVersion(b); v != "" {
+					return v
+				}
+			}
 		}
-	}
-	tg.finish(bfs)
+		return bootOSVersion(bfs)
+	})
+	tg.finish()
 	return tg, nil
+}
+
+// OSVersion is VERSION_ID (or VERSION) of the OS, from the root filesystem or else the boot partition's
+// /os-release; empty when unknown.
+func (tg *Target) OSVersion() string {
+	if tg.osVersion == nil {
+		return ""
+	}
+	return tg.osVersion()
+}
+
+// bootOSVersion is the version in the boot partition's /os-release, empty when there is none.
+func bootOSVersion(boot bootfs.FS) string {
+	if b, err := boot.ReadFile("/os-release"); err == nil {
+		return config.OSVersion(b)
+	}
+	return ""
 }
 
 // OpenDir uses a boot partition mounted at dir, as /mnt/boot on a device.
@@ -75,7 +99,8 @@ func OpenDir(dir string) (*Target, error) {
 	if _, err := tg.manifest(); err != nil {
 		return nil, err
 	}
-	tg.finish(d)
+	tg.osVersion = sync.OnceValue(func() string { return bootOSVersion(d) })
+	tg.finish()
 	return tg, nil
 }
 
@@ -100,14 +125,8 @@ func (tg *Target) manifest() (config.Manifest, error) {
 	return m, nil
 }
 
-// finish fills what the boot partition itself says: the OS version from /os-release when the root
-// partition gave none, and the device type from config.json when there is no device-type.json.
-func (tg *Target) finish(boot bootfs.FS) {
-	if tg.OSVersion == "" {
-		if b, err := boot.ReadFile("/os-release"); err == nil {
-			tg.OSVersion = config.OSVersion(b)
-		}
-	}
+// finish takes the device type from config.json when there is no device-type.json.
+func (tg *Target) finish() {
 	if tg.DeviceType == "" {
 		if c, err := tg.Config(); err == nil {
 			tg.DeviceType, _ = c.String("deviceType")
