@@ -34,3 +34,6 @@ func deviceGeometry(f *os.File) (int64, int, error) {
 
 // startWriteback does nothing: macOS has no sync_file_range, and it is only a hint.
 func startWriteback(*os.File, int64, int64) {}
+
+// syncData is the file's Sync (on macOS F_FULLFSYNC, which also flushes the drive's cache).
+func syncData(f *os.File) error { return f.Sync() }
