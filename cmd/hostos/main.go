@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	_ "github.com/hostos/hostos/cmd/hostos/internal/prefault" // a faster start: see its doc
 )
 
@@ -21,20 +23,11 @@ const interruptGrace = 3 * time.Second
 
 func main() {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		sig := <-sigs
-		code := signalExitCode(sig)
-		cancel(interrupted{sig, code})
-		select {
-		case <-sigs:
-		case <-time.After(interruptGrace):
-		}
-		fmt.Fprintf(os.Stderr, "hostos: interrupted by %v\n", sig)
-		os.Exit(code)
-	}()
-	err := newRootCmdFor(os.Args[1:]).ExecuteContext(ctx)
+	root := newRootCmdFor(os.Args[1:])
+	// Signals are caught once a command runs: --version and help, which cobra answers before, end at
+	// once anyway, and start without the runtime's signal-handling thread.
+	root.PersistentPreRun = func(*cobra.Command, []string) { catchSignals(cancel) }
+	err := root.ExecuteContext(ctx)
 	if err != nil {
 		code := exitCode(err)
 		var in interrupted
@@ -48,6 +41,24 @@ func main() {
 		fmt.Fprintln(os.Stderr, "hostos: "+oneLine(err.Error()))
 		os.Exit(code)
 	}
+}
+
+// catchSignals ends the context at SIGINT or SIGTERM, with the signal as its cause; after
+// interruptGrace, or at a second signal, it ends the process.
+func catchSignals(cancel context.CancelCauseFunc) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		code := signalExitCode(sig)
+		cancel(interrupted{sig, code})
+		select {
+		case <-sigs:
+		case <-time.After(interruptGrace):
+		}
+		fmt.Fprintf(os.Stderr, "hostos: interrupted by %v\n", sig)
+		os.Exit(code)
+	}()
 }
 
 // interrupted is the cause of the context's end when a signal arrived.
