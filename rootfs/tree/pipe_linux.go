@@ -1,8 +1,11 @@
 package tree
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,13 +16,79 @@ import (
 // where system calls are dear.
 const pipeSize = 1 << 20
 
-// growPipe enlarges the buffer of the pipe r reads, when it is one; a refusal leaves it as it was.
-func growPipe(r io.Reader) {
-	f, ok := r.(*os.File)
-	if !ok {
-		return
+// startTool starts cmd, a decompressing program, writing to a pipe of pipeSize, and returns the reader
+// of its output. end is called once at the end of the output and tells whether the program failed.
+func startTool(cmd *exec.Cmd, end func() error) (io.ReadCloser, error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("pipe: %w", err)
 	}
-	if sc, err := f.SyscallConn(); err == nil {
-		sc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	// A refusal leaves the pipe as it was, only slower.
+	unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
+	w := os.NewFile(uintptr(fds[1]), "|1")
+	cmd.Stdout = w
+	err := cmd.Start()
+	w.Close()
+	if err != nil {
+		unix.Close(fds[0])
+		return nil, err
 	}
+	return &pipeOut{fd: fds[0], end: end}, nil
+}
+
+// pipeOut reads a program's output from a blocking pipe, without the Go poller: the reader is the
+// only one waiting, and a read that waits costs one system call instead of three. At the end of the
+// output it takes the program's verdict.
+type pipeOut struct {
+	fd  int
+	end func() error
+	err error
+}
+
+func (p *pipeOut) Read(b []byte) (int, error) {
+	for p.err == nil && len(b) > 0 {
+		n, err := unix.Read(p.fd, b)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			p.err = fmt.Errorf("read pipe: %w", err)
+		case n == 0:
+			p.err = io.EOF
+			if err := p.end(); err != nil {
+				p.err = err
+			}
+		default:
+			return n, nil
+		}
+	}
+	return 0, p.err
+}
+
+// writeAll writes b to fd, all of it.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// Close closes the pipe; the program then fails writing, if it is still running.
+func (p *pipeOut) Close() error {
+	if p.fd < 0 {
+		return nil
+	}
+	err := unix.Close(p.fd)
+	p.fd = -1
+	if p.err == nil {
+		p.err = os.ErrClosed
+	}
+	return err
 }

@@ -2,14 +2,13 @@ package tree
 
 import "io"
 
-// readAhead reads its source in a goroutine of its own, a few chunks ahead of its reader, so that a
-// decompressor runs on one core while the staging writes run on another.
+// readAhead reads its source in a goroutine of its own, a few chunks ahead of its reader (a
+// streamReader), so that a decompressor runs on one core while the staging writes run on another.
 type readAhead struct {
 	chunks chan chunk
 	free   chan []byte
 	stop   chan struct{}
-	cur    chunk
-	off    int
+	cur    []byte // the chunk its reader has
 	err    error
 }
 
@@ -64,27 +63,23 @@ func (ra *readAhead) fill(r io.Reader) {
 	}
 }
 
-func (ra *readAhead) Read(p []byte) (int, error) {
-	for ra.off == len(ra.cur.b) {
-		if ra.err != nil {
-			return 0, ra.err
-		}
-		if ra.cur.b != nil {
-			ra.free <- ra.cur.b[:cap(ra.cur.b)]
-		}
-		c, ok := <-ra.chunks
-		if !ok {
-			ra.err = io.ErrClosedPipe
-			return 0, ra.err
-		}
-		ra.cur, ra.off = c, 0
-		if c.err != nil {
-			ra.err = c.err
-		}
+// next hands back the chunk taken before and returns the next one, with the error that ends the stream
+// after it, if any.
+func (ra *readAhead) next() ([]byte, error) {
+	if ra.err != nil {
+		return nil, ra.err
 	}
-	n := copy(p, ra.cur.b[ra.off:])
-	ra.off += n
-	return n, nil
+	if ra.cur != nil {
+		ra.free <- ra.cur[:cap(ra.cur)]
+		ra.cur = nil
+	}
+	c, ok := <-ra.chunks
+	if !ok {
+		ra.err = io.ErrClosedPipe
+		return nil, ra.err
+	}
+	ra.cur, ra.err = c.b, c.err
+	return c.b, c.err
 }
 
 // Close stops the goroutine; the source is the caller's to close afterwards.

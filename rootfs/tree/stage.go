@@ -86,16 +86,31 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 		return nil, err
 	}
 	defer s.close()
-	// The tar headers are small reads: buffer them, and the file bodies that come with them.
+	// The tar headers are small reads: buffer them, and the file bodies that come with them. A
+	// decompressed stream (a streamReader, on Linux) buffers them itself, and writes the bodies for the
+	// stager from its buffers: a streamBody. A file that a program decompresses tells the progress by
+	// its offset, looked up every progressStep of the stream.
 	var tr *tar.Reader
-	if plain != nil {
+	var stream bodyStream
+	var shared *archiveFile
+	if a, ok := rc.(*archiveFile); ok {
+		stream, _ = a.Reader.(bodyStream)
+		if a.shared && p != nil {
+			shared = a
+		}
+	}
+	switch {
+	case plain != nil:
 		r = plain
 		tr = tar.NewReader(plain)
-	} else {
+	case stream != nil:
+		tr = tar.NewReader(stream)
+	default:
 		tr = tar.NewReader(bufio.NewReaderSize(r, 1<<20))
 	}
-	var used int64
+	var used, streamed, looked int64
 	var body fileBody
+	var sbody streamBody
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("stage %s: %w", src, err)
@@ -115,11 +130,21 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 			body = fileBody{Reader: tr, File: plain.f.(*os.File), Off: plain.pos, Size: h.Size}
 			br = &body
 		}
+		if stream != nil && (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA) && !sparse(h) {
+			sbody = streamBody{Reader: tr, stream: stream, Size: h.Size}
+			br = &sbody
+		}
 		if err := s.add(h, br); err != nil {
 			return nil, fmt.Errorf("stage %s: %w", src, err)
 		}
 		if plain != nil && p != nil {
 			if p.done = plain.pos; p.done-p.last >= progressStep {
+				p.report()
+			}
+		}
+		if streamed += h.Size; shared != nil && streamed-looked >= progressStep {
+			looked = streamed
+			if p.done = shared.offset(); p.done-p.last >= progressStep {
 				p.report()
 			}
 		}
@@ -131,6 +156,9 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 	if p != nil {
 		if plain != nil {
 			p.done = plain.pos
+		}
+		if shared != nil {
+			p.done = shared.offset()
 		}
 		p.report()
 	}
@@ -148,6 +176,22 @@ type fileBody struct {
 	io.Reader
 	File      *os.File
 	Off, Size int64
+}
+
+// bodyStream is a decompressed tar stream that writes a regular file's body to its file itself, past
+// the tar reader reading the stream, which then skips it with Seek.
+type bodyStream interface {
+	io.ReadSeeker
+	// writeBody writes the next size bytes of the stream to the open file fd.
+	writeBody(fd int, size int64) error
+}
+
+// streamBody is the body of a regular file in a bodyStream: the reader of the entry, and the stream
+// for a stager that has it write the Size bytes instead of reading them.
+type streamBody struct {
+	io.Reader
+	stream bodyStream
+	Size   int64
 }
 
 // sparse tells a GNU sparse file, whose body in the archive is not its content.

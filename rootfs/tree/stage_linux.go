@@ -278,6 +278,8 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 		}
 		if b, ok := r.(*fileBody); ok && b.Size >= sendMin {
 			err = s.sendBody(fd, b)
+		} else if b, ok := r.(*streamBody); ok {
+			err = b.stream.writeBody(fd, b.Size)
 		} else {
 			err = s.writeBody(fd, r, h.Size)
 		}
@@ -368,6 +370,27 @@ func (s *stager) sendBody(fd int, b *fileBody) error {
 	return nil
 }
 
+// writeBody writes the next size bytes of the stream to the file fd, straight from its pieces. The tar
+// reader skips them afterwards.
+func (p *streamReader) writeBody(fd int, size int64) error {
+	if p.ahead > 0 {
+		return errors.New("body taken before the tar reader skipped the previous one")
+	}
+	for left := size; left > 0; {
+		if !p.fill() {
+			return unexpectedEnd(p.err)
+		}
+		b := p.piece[:min(left, int64(len(p.piece)))]
+		if err := writeAll(fd, b); err != nil {
+			return err
+		}
+		p.piece = p.piece[len(b):]
+		left -= int64(len(b))
+	}
+	p.ahead = size
+	return nil
+}
+
 // writeBody writes the size bytes of a regular file's body from r to fd, in chunks of the stager's
 // buffer, with plain write calls.
 func (s *stager) writeBody(fd int, r io.Reader, size int64) error {
@@ -381,15 +404,8 @@ func (s *stager) writeBody(fd int, r io.Reader, size int64) error {
 			return err
 		}
 		size -= int64(n)
-		for len(b) > 0 {
-			w, err := unix.Write(fd, b)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			b = b[w:]
+		if err := writeAll(fd, b); err != nil {
+			return err
 		}
 	}
 	return nil
