@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,6 +29,11 @@ type node struct {
 	// link is the path of the first name of a hard-linked inode; linkMeta its metadata at link time.
 	link     string
 	linkMeta *node
+	// settled tells a regular file whose mtime is set and whose owner and mode, in uid, gid and mode,
+	// were read through its descriptor once written: finish need not look it up by path.
+	settled          bool
+	diskUID, diskGID uint32
+	diskMode         uint32
 }
 
 func (n *node) staged() bool { return n.typ != tar.TypeChar && n.typ != tar.TypeBlock }
@@ -286,6 +292,9 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 		if err == nil && mode&s.umask != 0 {
 			err = unix.Fchmod(fd, mode)
 		}
+		if err == nil {
+			err = settle(fd, n)
+		}
 		if cerr := unix.Close(fd); err == nil {
 			err = cerr
 		}
@@ -341,6 +350,23 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 		}
 	}
 	s.set(name, n)
+	return nil
+}
+
+// settle sets the mtime of the regular file fd just written and keeps its owner and mode in n, through
+// the descriptor: finish, which runs once the whole stream is read, then has two system calls less to
+// make by path for it, while a decompressor may still be running on the other core.
+func settle(fd int, n *node) error {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(n.mtime.UnixNano()), unix.NsecToTimespec(n.mtime.UnixNano())}
+	// utimensat with no path sets the times of fd itself (futimens).
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0); e != 0 {
+		return e
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	n.settled, n.diskUID, n.diskGID, n.diskMode = true, st.Uid, st.Gid, st.Mode
 	return nil
 }
 
@@ -495,7 +521,9 @@ func (s *stager) finish() (*Staged, error) {
 			continue
 		}
 		var st unix.Stat_t
-		if err := s.lstat(p, &st); err != nil {
+		if n.settled {
+			st.Uid, st.Gid, st.Mode = n.diskUID, n.diskGID, n.diskMode
+		} else if err := s.lstat(p, &st); err != nil {
 			return nil, err
 		}
 		if st.Uid != n.uid || st.Gid != n.gid {
@@ -505,6 +533,9 @@ func (s *stager) finish() (*Staged, error) {
 			attrs = append(attrs, Fixup{Op: OpMode, Path: abs, Mode: st.Mode&unix.S_IFMT | n.perm})
 		}
 		attrs = append(attrs, xattrFixups(abs, n)...)
+		if n.settled {
+			continue
+		}
 		if err := s.setTime(p, n.mtime); err != nil {
 			return nil, err
 		}

@@ -1,12 +1,18 @@
 package tree
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The staged files, with the fixups, carry every permission bit of the archive whatever the umask: files
@@ -97,5 +103,86 @@ func TestStagePlainTarBodies(t *testing.T) {
 	}
 	if done != fi.Size() || total != fi.Size() {
 		t.Errorf("progress %d of %d, want %d of %d", done, total, fi.Size(), fi.Size())
+	}
+}
+
+// Every staged path carries its entry's mtime, and the owner and mode fixups are exactly those the
+// staged files need: regular files (whose times and state are settled through their descriptors),
+// a replaced one, hard links to a name replaced afterwards, directories, symlinks.
+func TestStageTimesAndFixups(t *testing.T) {
+	d := t.TempDir()
+	src := filepath.Join(d, "r.tar")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	when := map[string]time.Time{}
+	add := func(h tar.Header, body string) {
+		h.Size = int64(len(body))
+		h.ModTime = time.Unix(1500000000+int64(len(when))*3600, int64(len(when))*1000)
+		h.Format = tar.FormatPAX
+		when[strings.TrimSuffix(h.Name, "/")] = h.ModTime
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(body))
+	}
+	add(tar.Header{Typeflag: tar.TypeDir, Name: "etc/", Mode: 0o755}, "")
+	add(tar.Header{Typeflag: tar.TypeReg, Name: "etc/a", Mode: 0o640, Uid: 0, Gid: 42}, "a")
+	add(tar.Header{Typeflag: tar.TypeReg, Name: "etc/b", Mode: 0o4711, Uid: os.Getuid(), Gid: os.Getgid()}, strings.Repeat("b", 40000))
+	add(tar.Header{Typeflag: tar.TypeReg, Name: "etc/c", Mode: 0o600, Uid: os.Getuid(), Gid: os.Getgid()}, "c")
+	add(tar.Header{Typeflag: tar.TypeLink, Name: "etc/c-link", Linkname: "etc/c"}, "")
+	add(tar.Header{Typeflag: tar.TypeReg, Name: "etc/c", Mode: 0o644, Uid: 7, Gid: 7}, "c again")
+	add(tar.Header{Typeflag: tar.TypeSymlink, Name: "etc/s", Linkname: "a"}, "")
+	add(tar.Header{Typeflag: tar.TypeReg, Name: "etc/a", Mode: 0o444}, "a replaced")
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	delete(when, "etc/c-link") // a hard link has the time of its inode
+	when["etc/c-link"] = time.Unix(1500000000+3*3600, 3000)
+
+	st, err := Stage(context.Background(), src, filepath.Join(d, "stage"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fix := map[string]Fixup{}
+	for _, f := range st.Fixups {
+		fix[f.Path+" "+strconv.Itoa(int(f.Op))] = f
+	}
+	for name, mt := range when {
+		var s unix.Stat_t
+		if err := unix.Lstat(filepath.Join(st.Dir, name), &s); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Unix(s.Mtim.Unix()); !got.Equal(mt) {
+			t.Errorf("%s: mtime %v, want %v", name, got, mt)
+		}
+		if s.Mode&unix.S_IFMT == unix.S_IFDIR || s.Mode&unix.S_IFMT == unix.S_IFLNK {
+			continue
+		}
+		_, owner := fix["/"+name+" "+strconv.Itoa(int(OpOwner))]
+		_, mode := fix["/"+name+" "+strconv.Itoa(int(OpMode))]
+		// The owners the archive wants: the last etc/a and etc/c, and for the link the first etc/c.
+		ids := map[string][2]int{"etc/a": {0, 0}, "etc/b": {os.Getuid(), os.Getgid()}, "etc/c": {7, 7},
+			"etc/c-link": {os.Getuid(), os.Getgid()}}[name]
+		if wantOwner := s.Uid != uint32(ids[0]) || s.Gid != uint32(ids[1]); owner != wantOwner {
+			t.Errorf("%s: owner fixup %v, want %v", name, owner, wantOwner)
+		}
+		if m := fix["/"+name+" "+strconv.Itoa(int(OpMode))]; mode && m.Mode&0o7777 == s.Mode&0o7777 {
+			t.Errorf("%s: mode fixup to the mode it has, %o", name, m.Mode)
+		}
+	}
+	for name, perm := range map[string]uint32{"etc/a": 0o444, "etc/b": 0o4711, "etc/c": 0o644, "etc/c-link": 0o600} {
+		var s unix.Stat_t
+		unix.Lstat(filepath.Join(st.Dir, name), &s)
+		got := s.Mode & 0o7777
+		if m, ok := fix["/"+name+" "+strconv.Itoa(int(OpMode))]; ok {
+			got = m.Mode & 0o7777
+		}
+		if got != perm {
+			t.Errorf("%s: mode %o with the fixups, want %o", name, got, perm)
+		}
 	}
 }
