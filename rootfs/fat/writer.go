@@ -321,7 +321,6 @@ func (w *RW) finish(old []uint32) error {
 	return nil
 }
 
-
 // change runs fn, one complete change. If fn fails after writing, the in-memory FAT is reloaded from the
 // device so that later calls start from what is stored.
 func (w *RW) change(fn func() error) error {
