@@ -33,21 +33,29 @@ func Open(src string, kind Kind) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("root filesystem source %s: a %s source is no archive", src, kind)
 }
 
-// openTar opens a plain or compressed tar archive; progress, when not nil, is told the bytes of the file
-// read so far and its size. A compressed stream is decompressed ahead of its reader, on another core:
-// by a program (igzip, xz) reading the file itself where one is installed, else in this process.
-func openTar(src string, progress *progressReader) (io.ReadCloser, error) {
+// openHead opens the archive src and reads its first bytes, enough to tell its compression by them.
+func openHead(src string) (*os.File, []byte, error) {
 	f, err := os.Open(src)
 	if err != nil {
-		return nil, fmt.Errorf("tar archive %s: %w", src, err)
+		return nil, nil, fmt.Errorf("tar archive %s: %w", src, err)
 	}
 	head := make([]byte, len(magicXz))
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		f.Close()
-		return nil, fmt.Errorf("tar archive %s: %w", src, err)
+		return nil, nil, fmt.Errorf("tar archive %s: %w", src, err)
 	}
-	head = head[:n]
+	return f, head[:n], nil
+}
+
+// openTar opens a plain or compressed tar archive; progress, when not nil, is told the bytes of the file
+// read so far and its size. A compressed stream is decompressed ahead of its reader, on another core:
+// by a program (igzip, xz) reading the file itself where one is installed, else in this process.
+func openTar(src string, progress *progressReader) (io.ReadCloser, error) {
+	f, head, err := openHead(src)
+	if err != nil {
+		return nil, err
+	}
 	if progress != nil {
 		fi, err := f.Stat()
 		if err != nil {

@@ -214,17 +214,10 @@ func (p plainTar) Close() error { return p.f.Close() }
 
 // openPlainTar opens src when it is an uncompressed tar; nil for a compressed one.
 func openPlainTar(src string) (*os.File, error) {
-	f, err := os.Open(src)
+	f, head, err := openHead(src)
 	if err != nil {
-		return nil, fmt.Errorf("tar archive %s: %w", src, err)
+		return nil, err
 	}
-	head := make([]byte, len(magicXz))
-	n, err := f.ReadAt(head, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		f.Close()
-		return nil, fmt.Errorf("tar archive %s: %w", src, err)
-	}
-	head = head[:n]
 	if bytes.HasPrefix(head, magicGzip) || bytes.HasPrefix(head, magicXz) || bytes.HasPrefix(head, magicZstd) {
 		f.Close()
 		return nil, nil
