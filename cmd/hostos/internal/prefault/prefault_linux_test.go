@@ -15,7 +15,7 @@ func TestExecutableMappings(t *testing.T) {
 	var buf [16 << 10]byte
 	n := readMaps(buf[:])
 	if n == 0 {
-		t.Skip("no /proc/self/maps")
+		t.Fatal("read nothing from /proc/self/maps")
 	}
 	ms := executableMappings(buf[:n])
 	if len(ms) == 0 {
