@@ -65,21 +65,6 @@ func (p *pipeOut) Read(b []byte) (int, error) {
 	return 0, p.err
 }
 
-// writeAll writes b to fd, all of it.
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
-}
-
 // Close closes the pipe; the program then fails writing, if it is still running.
 func (p *pipeOut) Close() error {
 	if p.fd < 0 {

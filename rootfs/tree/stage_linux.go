@@ -417,6 +417,21 @@ func (p *streamReader) writeBody(fd int, size int64) error {
 	return nil
 }
 
+// writeAll writes b to fd, all of it.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
 // writeBody writes the size bytes of a regular file's body from r to fd, in chunks of the stager's
 // buffer, with plain write calls.
 func (s *stager) writeBody(fd int, r io.Reader, size int64) error {
