@@ -2,13 +2,13 @@
 # bench-build.sh [WORKDIR]: builds the same balenaOS msdos image (genericx86-64-ext
 # layout, ~300 MB root tree) with `hostos build`, Debian's genimage and the
 # sfdisk/mkfs/dd shell pipeline, and `hostos build` from the same tree as a
-# .tar.zst, .tar.gz and plain .tar. Every comparison runs its two commands in
+# .tar.zst, .tar.gz and plain .tar, an OCI layout and a docker save archive. Every comparison runs its two commands in
 # interleaved pairs (scripts/bench/pairs) and prints the median of the pair
 # ratios with min and max. Targets (printed, not asserted): hostos <= 0.75x
 # genimage wall time, allocated bytes <= 1.02x genimage's, and an archive build
 # <= 1.3x the directory build. Exits non-zero only if a build fails. Needs no root.
 # RUNS=N pairs per comparison (5); SIZE=MB of the generated root tree (300, ~33 entries a MB);
-# ONLY=archive runs only the archive/directory comparisons, ONLY=tar.gz (tar, tar.zst) only that one. Measured on a quiet 2-core machine
+# ONLY=archive runs only the archive/directory comparisons, ONLY=tar.gz (tar, tar.zst, oci, docker.tar) only that one. Measured on a quiet 2-core machine
 # (ONLY=archive RUNS=5): .tar 1.18x, .tar.zst 1.21x, .tar.gz 1.25x (with ISA-L's igzip installed).
 set -uo pipefail
 
@@ -89,7 +89,7 @@ if ! (cd "$repo" && go build -o "$W/hostos" ./cmd/hostos) >"$W/hostos-gobuild.lo
 fi
 
 if [ "$(cat "$W/rootfs.done" 2>/dev/null)" != "$size" ]; then
-	rm -rf "$W/rootfs" "$W/deploy" "$W/rootfs.tar.done"
+	rm -rf "$W/rootfs" "$W/deploy" "$W/rootfs.tar.done" "$W/rootfs.images.done"
 	"$W/genrootfs" -o "$W/rootfs" -deploy "$W/deploy" -seed 1 -size-mb "$size" \
 		-entries $((size * 100 / 3 > 100 ? size * 100 / 3 : 100)) || { echo "bench: genrootfs failed"; exit 1; }
 	echo "$size" >"$W/rootfs.done"
@@ -155,7 +155,28 @@ if [ ! -f "$W/rootfs.tar.done" ]; then
 		zstd -q -T0 -f "$W/rootfs.tar" -o "$W/rootfs.tar.zst" && gzip -1 -kf "$W/rootfs.tar" &&
 		touch "$W/rootfs.tar.done" || { echo "bench: making the archives failed"; exit 1; }
 fi
-for a in tar tar.zst tar.gz; do
+# images: an OCI layout of one gzip layer (rootfs.tar.gz) and a docker save archive of one plain layer
+# (rootfs.tar), both made here, as an engine or a registry would hand the root filesystem over.
+images() {
+	local sha o=$W/rootfs.oci d=$W/docker-save layer diff cfg man
+	sha() { sha256sum "$1" | cut -d' ' -f1; }
+	rm -rf "$o" "$d" && mkdir -p "$o/blobs/sha256" || return 1
+	layer=$(sha "$W/rootfs.tar.gz") && cp "$W/rootfs.tar.gz" "$o/blobs/sha256/$layer" && diff=$(sha "$W/rootfs.tar") || return 1
+	printf '{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$diff" >"$o/config"
+	cfg=$(sha "$o/config") && mv "$o/config" "$o/blobs/sha256/$cfg" || return 1
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%d}]}' \
+		"$cfg" "$(stat -c %s "$o/blobs/sha256/$cfg")" "$layer" "$(stat -c %s "$o/blobs/sha256/$layer")" >"$o/manifest"
+	man=$(sha "$o/manifest") && printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d}]}' \
+		"$man" "$(stat -c %s "$o/manifest")" >"$o/index.json" && mv "$o/manifest" "$o/blobs/sha256/$man" || return 1
+	printf '{"imageLayoutVersion":"1.0.0"}' >"$o/oci-layout"
+	mkdir -p "$d/$diff" && cp "$W/rootfs.tar" "$d/$diff/layer.tar" && cp "$o/blobs/sha256/$cfg" "$d/$cfg.json" || return 1
+	printf '[{"Config":"%s.json","RepoTags":["bench:1"],"Layers":["%s/layer.tar"]}]' "$cfg" "$diff" >"$d/manifest.json"
+	tar -C "$d" -cf "$W/rootfs.docker.tar" . && rm -rf "$d"
+}
+if [ ! -f "$W/rootfs.images.done" ]; then
+	images && touch "$W/rootfs.images.done" || { echo "bench: making the OCI layout and docker save archive failed"; exit 1; }
+fi
+for a in tar tar.zst tar.gz oci docker.tar; do
 	m=hostos_${a//./_}
 	sed "s|^source = .*|source = \"$W/rootfs.$a\"|" "$W/hostos-out/spec.toml" >"$W/hostos-out/spec-$m.toml"
 	eval "prep_$m() { rm -f \"\$W/hostos-out/$m.img\"; }"
@@ -173,7 +194,7 @@ if [ "$hostos_ok" = 1 ] && [ -z "$only" ]; then
 	compare "hostos/floor(mkfs.ext4 -d of rootA alone)" hostos floor
 fi
 if [ "$hostos_ok" = 1 ]; then
-	for a in tar.zst tar.gz tar; do
+	for a in tar.zst tar.gz tar oci docker.tar; do
 		case $only in "" | archive | "$a") compare "hostos .$a/directory" "hostos_${a//./_}" hostos 1.3 ;; esac
 	done
 fi
@@ -182,9 +203,11 @@ declare -A size out
 out[hostos]=$W/hostos-out/balena.img
 out[genimage]=$W/genimage-out/balena.img
 out[pipeline]=$W/pipeline/balena.img
-out[hostos_tar_zst]=$W/hostos-out/hostos_tar_zst.img
+for a in tar tar.zst tar.gz oci docker.tar; do
+	out[hostos_${a//./_}]=$W/hostos-out/hostos_${a//./_}.img
+done
 echo
-for m in hostos genimage pipeline hostos_tar_zst; do
+for m in "${!out[@]}"; do
 	[ -f "${out[$m]}" ] || continue
 	size[$m]=$(alloc "${out[$m]}")
 	if msg=$(check "${out[$m]}" 2>&1); then
