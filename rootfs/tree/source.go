@@ -199,8 +199,20 @@ func openImage(src string, kind Kind) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return mutate.Extract(img), nil
+	// The flattening writes into a pipe that holds nothing: read ahead of the stager, in chunks it
+	// writes bodies from, so that flattening and staging run on both cores at once.
+	rc := mutate.Extract(img)
+	ra := newReadAhead(rc)
+	return &imageStream{streamReader: newChunkStream(ra), close: func() error { err := rc.Close(); ra.Close(); return err }}, nil
 }
+
+// imageStream is the flattened tar stream of an image, read ahead.
+type imageStream struct {
+	*streamReader
+	close func() error
+}
+
+func (s *imageStream) Close() error { return s.close() }
 
 // layoutImage picks the image of an OCI layout: the only one, or the linux/amd64 one.
 func layoutImage(dir string) (v1.Image, error) {

@@ -98,6 +98,8 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 		if a.shared && p != nil {
 			shared = a
 		}
+	} else {
+		stream, _ = rc.(bodyStream)
 	}
 	switch {
 	case plain != nil:
