@@ -186,24 +186,32 @@ func (t *toolReader) Close() error {
 
 // openImage flattens an OCI image layout or docker save archive into one tar stream, whiteouts applied.
 func openImage(src string, kind Kind) (io.ReadCloser, error) {
-	var img v1.Image
-	var err error
-	if kind == KindOCI {
-		img, err = layoutImage(src)
-	} else {
-		img, err = tarball.ImageFromPath(src, nil)
-		if err != nil {
-			err = fmt.Errorf("docker archive %s: %w", src, err)
-		}
-	}
+	img, err := loadImage(src, kind)
 	if err != nil {
 		return nil, err
 	}
+	return flatten(img), nil
+}
+
+// loadImage opens the image of an OCI layout or a docker save archive.
+func loadImage(src string, kind Kind) (v1.Image, error) {
+	if kind == KindOCI {
+		return layoutImage(src)
+	}
+	img, err := tarball.ImageFromPath(src, nil)
+	if err != nil {
+		return nil, fmt.Errorf("docker archive %s: %w", src, err)
+	}
+	return img, nil
+}
+
+// flatten is the tar stream of img's layers, whiteouts applied.
+func flatten(img v1.Image) io.ReadCloser {
 	// The flattening writes into a pipe that holds nothing: read ahead of the stager, in chunks it
 	// writes bodies from, so that flattening and staging run on both cores at once.
 	rc := mutate.Extract(img)
 	ra := newReadAhead(rc)
-	return &imageStream{streamReader: newChunkStream(ra), close: func() error { err := rc.Close(); ra.Close(); return err }}, nil
+	return &imageStream{streamReader: newChunkStream(ra), close: func() error { err := rc.Close(); ra.Close(); return err }}
 }
 
 // imageStream is the flattened tar stream of an image, read ahead.

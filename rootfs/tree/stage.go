@@ -3,7 +3,6 @@ package tree
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // ErrUnsafePath is returned for an archive entry that would land outside the root.
@@ -49,26 +50,29 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 		p = &progressReader{fn: progress}
 	}
 	// A plain tar is read straight from its file: its headers through a skipReader, and its file bodies,
-	// offered to the stager as a fileBody, copied from the file by the kernel.
+	// offered to the stager as a fileBody, copied from the file by the kernel. So is the one layer of
+	// an image, a tar archive in a file region from base (layer.go), whose bytes are hashed meanwhile.
 	var plain *skipReader
+	var base int64
+	var layer *imageLayer
 	switch kind {
 	case KindTar:
-		var f *os.File
-		if f, err = openPlainTar(src); err == nil && f != nil {
-			plain = &skipReader{f: f, buf: make([]byte, 32<<10)}
-			rc = plainTar{plain, f}
-			if p != nil {
-				if fi, serr := f.Stat(); serr == nil {
-					p.total = fi.Size()
-				}
-			}
-		} else if err == nil {
-			rc, err = openTar(src, p)
-		}
+		rc, plain, err = openTarRegion(src, 0, 0, p)
 	case KindOCI, KindDockerArchive:
-		rc, err = Open(src, kind)
-		if err == nil && p != nil {
-			p.r = rc
+		var img v1.Image
+		if img, err = loadImage(src, kind); err == nil {
+			layer, err = oneLayer(src, kind, img)
+		}
+		switch {
+		case err != nil:
+		case layer != nil:
+			rc, plain, err = openTarRegion(layer.path, layer.off, layer.size, p)
+			base = layer.off
+		default:
+			rc = flatten(img)
+			if p != nil {
+				p.r = rc
+			}
 		}
 	default:
 		return nil, fmt.Errorf("stage %s: a %s source is used as it is, not staged", src, kind)
@@ -77,8 +81,14 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 		return nil, err
 	}
 	defer rc.Close()
+	var verified func() error
+	if layer != nil {
+		var stop func()
+		verified, stop = layer.verify()
+		defer stop()
+	}
 	var r io.Reader = rc
-	if p != nil && kind != KindTar {
+	if p != nil && kind != KindTar && layer == nil {
 		r = p
 	}
 	s, err := newStager(dir)
@@ -124,6 +134,9 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
 		}
+		if kind != KindTar && whiteout(h.Name) {
+			continue
+		}
 		if used += stagedBytes(h); room > 0 && used > room {
 			return nil, fmt.Errorf("stage %s: %d MiB staged and more to come: %w", src, used>>20, ErrNoRoom)
 		}
@@ -140,7 +153,7 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 			return nil, fmt.Errorf("stage %s: %w", src, err)
 		}
 		if plain != nil && p != nil {
-			if p.done = plain.pos; p.done-p.last >= progressStep {
+			if p.done = plain.pos - base; p.done-p.last >= progressStep {
 				p.report()
 			}
 		}
@@ -155,9 +168,14 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
 	}
+	if verified != nil {
+		if err := verified(); err != nil {
+			return nil, fmt.Errorf("stage %s: %w", src, err)
+		}
+	}
 	if p != nil {
 		if plain != nil {
-			p.done = plain.pos
+			p.done = plain.pos - base
 		}
 		if shared != nil {
 			p.done = shared.offset()
@@ -214,17 +232,29 @@ type plainTar struct {
 
 func (p plainTar) Close() error { return p.f.Close() }
 
-// openPlainTar opens src when it is an uncompressed tar; nil for a compressed one.
-func openPlainTar(src string) (*os.File, error) {
+// openTarRegion opens the tar archive src, or the one in its size bytes from off when size is not 0 (a
+// layer in a docker save archive, never compressed): an uncompressed one to be read from its file by the
+// skipReader returned, a compressed one by openTar; progress, when not nil, is told its size.
+func openTarRegion(src string, off, size int64, progress *progressReader) (io.ReadCloser, *skipReader, error) {
 	f, head, err := openHead(src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if bytes.HasPrefix(head, magicGzip) || bytes.HasPrefix(head, magicXz) || bytes.HasPrefix(head, magicZstd) {
+	if compressedHead(head) {
 		f.Close()
-		return nil, nil
+		rc, err := openTar(src, progress)
+		return rc, nil, err
 	}
-	return f, nil
+	plain := &skipReader{f: f, buf: make([]byte, 32<<10), pos: off}
+	if size > 0 {
+		plain.end = off + size
+	} else if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	if progress != nil {
+		progress.total = size
+	}
+	return plainTar{plain, f}, plain, nil
 }
 
 // stagedBytes is what the entry h takes in a tmpfs, about: its inode and name, and its body in pages.

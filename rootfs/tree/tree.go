@@ -2,7 +2,6 @@
 package tree
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -82,7 +81,7 @@ func Detect(path string) (Kind, error) {
 	switch {
 	case len(head) >= ext4MagicOffset+2 && binary.LittleEndian.Uint16(head[ext4MagicOffset:]) == ext4Magic:
 		return KindExt4, nil
-	case bytes.HasPrefix(head, magicGzip), bytes.HasPrefix(head, magicXz), bytes.HasPrefix(head, magicZstd):
+	case compressedHead(head):
 		return KindTar, nil
 	case len(head) >= tarMagicOffset+5 && string(head[tarMagicOffset:tarMagicOffset+5]) == "ustar":
 		return detectPlainTar(f, path)
@@ -144,11 +143,20 @@ type skipReader struct {
 	buf      []byte
 	off, pos int64 // the file offsets of buf[0] and of the next byte to read
 	n        int   // bytes of buf that hold data
+	// end, when not 0, is the offset of the end of the region read, a tar archive inside the file.
+	end int64
 }
 
 func (r *skipReader) Read(p []byte) (int, error) {
+	if r.end > 0 && r.pos >= r.end {
+		return 0, io.EOF
+	}
 	if r.pos < r.off || r.pos >= r.off+int64(r.n) {
-		n, err := r.f.ReadAt(r.buf, r.pos)
+		b := r.buf
+		if r.end > 0 {
+			b = b[:min(int64(len(b)), r.end-r.pos)]
+		}
+		n, err := r.f.ReadAt(b, r.pos)
 		if n == 0 {
 			return 0, err
 		}
