@@ -23,6 +23,8 @@ import (
 // one image or of a linux/amd64 one, a docker save archive) as the one tar stream Stage reads:
 // decompressed, an image's layers flattened with their whiteouts applied. It lets a caller look at what
 // Stage would write, such as the entries and bytes of a root filesystem, before anything is written.
+// (Stage reads an image of one layer as its layer's tar archive instead, where a name given twice takes
+// the later entry and no link is dropped: see layer.go.)
 func Open(src string, kind Kind) (io.ReadCloser, error) {
 	switch kind {
 	case KindTar:
