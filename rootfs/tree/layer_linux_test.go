@@ -3,18 +3,14 @@ package tree
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 func sha(b []byte) string {
@@ -105,16 +101,7 @@ func TestStageOneLayerImages(t *testing.T) {
 	// A layer written without the end-of-archive marker, which ends with the docker member holding it.
 	unterminated := raw[:bytes.LastIndex(raw, []byte("last"))+512]
 
-	var gz, zs bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(raw)
-	zw.Close()
-	enc, err := zstd.NewWriter(&zs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc.Write(raw)
-	enc.Close()
+	gz, zs := gzipZstd(t, raw)
 	tampered := bytes.Clone(raw)
 	i := bytes.Index(tampered, []byte("mine mine"))
 	tampered[i] = 'M' // a body byte: the tar stays well formed, the digest does not
@@ -141,8 +128,8 @@ func TestStageOneLayerImages(t *testing.T) {
 	}
 	sources := []source{
 		{"oci-plain", oci(raw, "application/vnd.oci.image.layer.v1.tar"), int64(len(raw)), ""},
-		{"oci-gzip", oci(gz.Bytes(), "application/vnd.oci.image.layer.v1.tar+gzip"), int64(gz.Len()), ""},
-		{"oci-zstd", oci(zs.Bytes(), "application/vnd.oci.image.layer.v1.tar+zstd"), int64(zs.Len()), ""},
+		{"oci-gzip", oci(gz, "application/vnd.oci.image.layer.v1.tar+gzip"), int64(len(gz)), ""},
+		{"oci-zstd", oci(zs, "application/vnd.oci.image.layer.v1.tar+zstd"), int64(len(zs)), ""},
 		{"docker-save", docker(raw, sha(raw)), int64(len(raw)), ""},
 		{"docker-save-unterminated", docker(unterminated, sha(unterminated)), int64(len(unterminated)), ""},
 		{"docker-save-tampered", docker(tampered, sha(raw)), 0, "hash to sha256:" + sha(tampered)},
@@ -176,23 +163,7 @@ func TestStageOneLayerImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, fixups := stagedState(t, st)
-			if !reflect.DeepEqual(got, want) {
-				for k, v := range want {
-					if got[k] != v {
-						t.Errorf("%s: %.60q, want %.60q", k, got[k], v)
-					}
-				}
-				for k := range got {
-					if _, ok := want[k]; !ok {
-						t.Errorf("%s staged, not in the tar", k)
-					}
-				}
-				t.Fatalf("staged %d paths, want %d", len(got), len(want))
-			}
-			if !reflect.DeepEqual(fixups, wantFixups) {
-				t.Errorf("fixups differ from the plain tar's:\n%v\n%v", fixups, wantFixups)
-			}
+			sameStaged(t, st, want, wantFixups)
 			if done != s.size || total != s.size {
 				t.Errorf("progress %d of %d, want %d of %d", done, total, s.size, s.size)
 			}

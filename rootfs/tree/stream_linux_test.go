@@ -89,6 +89,44 @@ func stagedState(t *testing.T, st *Staged) (map[string]string, []Fixup) {
 	return got, st.Fixups
 }
 
+// sameStaged checks that st holds the paths want and needs the fixups wantFixups, those of a plain tar.
+func sameStaged(t *testing.T, st *Staged, want map[string]string, wantFixups []Fixup) {
+	t.Helper()
+	got, fixups := stagedState(t, st)
+	if !reflect.DeepEqual(got, want) {
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: %.60q, want %.60q", k, got[k], v)
+			}
+		}
+		for k := range got {
+			if _, ok := want[k]; !ok {
+				t.Errorf("%s staged, not in the tar", k)
+			}
+		}
+		t.Fatalf("staged %d paths, want %d", len(got), len(want))
+	}
+	if !reflect.DeepEqual(fixups, wantFixups) {
+		t.Errorf("fixups differ from the plain tar's:\n%v\n%v", fixups, wantFixups)
+	}
+}
+
+// gzipZstd compresses raw with gzip and with zstd.
+func gzipZstd(t *testing.T, raw []byte) ([]byte, []byte) {
+	t.Helper()
+	var gz, zs bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw)
+	zw.Close()
+	enc, err := zstd.NewWriter(&zs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc.Write(raw)
+	enc.Close()
+	return gz.Bytes(), zs.Bytes()
+}
+
 // Staging a compressed tar, through a decompressing program's pipe or an in-process decoder, stages what
 // staging the plain tar does, byte for byte and fixup for fixup; a truncated or damaged stream fails.
 func TestStageCompressedStreams(t *testing.T) {
@@ -105,24 +143,15 @@ func TestStageCompressedStreams(t *testing.T) {
 	}
 	want, wantFixups := stagedState(t, st)
 
-	var gz, zs bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(raw)
-	zw.Close()
-	enc, err := zstd.NewWriter(&zs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc.Write(raw)
-	enc.Close()
+	gz, zs := gzipZstd(t, raw)
 	type stream struct {
 		name, ext string
 		data      []byte
 		igzip     bool
 	}
-	streams := []stream{{"gzip-go", "gz", gz.Bytes(), false}, {"zstd", "zst", zs.Bytes(), false}}
+	streams := []stream{{"gzip-go", "gz", gz, false}, {"zstd", "zst", zs, false}}
 	if _, err := exec.LookPath("igzip"); err == nil {
-		streams = append(streams, stream{"gzip-igzip", "gz", gz.Bytes(), true})
+		streams = append(streams, stream{"gzip-igzip", "gz", gz, true})
 	} else {
 		t.Log("igzip is not installed: the pipe from it is not checked")
 	}
@@ -148,18 +177,7 @@ func TestStageCompressedStreams(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, fixups := stagedState(t, st)
-			if !reflect.DeepEqual(got, want) {
-				for k, v := range want {
-					if got[k] != v {
-						t.Errorf("%s: %.60q, want %.60q", k, got[k], v)
-					}
-				}
-				t.Fatalf("staged %d paths, want %d", len(got), len(want))
-			}
-			if !reflect.DeepEqual(fixups, wantFixups) {
-				t.Errorf("fixups differ from the plain tar's:\n%v\n%v", fixups, wantFixups)
-			}
+			sameStaged(t, st, want, wantFixups)
 			if done != int64(len(s.data)) || total != int64(len(s.data)) {
 				t.Errorf("progress %d of %d, want %d of %d", done, total, len(s.data), len(s.data))
 			}
