@@ -33,29 +33,32 @@ func tarBytes(t *testing.T, entries []entry) []byte {
 	return b
 }
 
+// layerOf is a layer holding entries.
+func layerOf(t *testing.T, entries []entry) v1.Layer {
+	t.Helper()
+	b := tarBytes(t, entries)
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // twoLayerImage has a lower layer and an upper one that replaces /etc/marker and whites out /etc/removed.
 func twoLayerImage(t *testing.T) v1.Image {
 	t.Helper()
-	lower := tarBytes(t, []entry{
+	lower := []entry{
 		dir("etc/", 0o755, 0, 0),
 		file("etc/marker", 0o644, 0, 0, "one"),
 		file("etc/removed", 0o644, 0, 0, "gone"),
 		dir("home/u/", 0o700, 1000, 1000),
-	})
-	upper := tarBytes(t, []entry{
+	}
+	upper := []entry{
 		file("etc/marker", 0o644, 0, 0, "two"),
 		file("etc/.wh.removed", 0o644, 0, 0, ""),
 		file("etc/added", 0o600, 0, 0, "new"),
-	})
-	var layers []v1.Layer
-	for _, b := range [][]byte{lower, upper} {
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers = append(layers, l)
 	}
-	img, err := mutate.AppendLayers(empty.Image, layers...)
+	img, err := mutate.AppendLayers(empty.Image, layerOf(t, lower), layerOf(t, upper))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,14 +78,31 @@ func TestSources(t *testing.T) {
 	if err := p.AppendImage(twoLayerImage(t)); err != nil {
 		t.Fatal(err)
 	}
-	// layout.Write keeps blobs private to their writer; the builder is another user.
-	if err := filepath.Walk(ociDir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chmod(p, fi.Mode().Perm()|0o555)
-	}); err != nil {
+	// An image of one layer, which is staged from its blob as a .tar.gz is.
+	one, err := mutate.AppendLayers(empty.Image, layerOf(t, markerOnly))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := layout.Write(filepath.Join(d, "oci-one"), empty.Index); err != nil {
+		t.Fatal(err)
+	}
+	onePath, err := layout.FromPath(filepath.Join(d, "oci-one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := onePath.AppendImage(one); err != nil {
+		t.Fatal(err)
+	}
+	// layout.Write keeps blobs private to their writer; the builder is another user.
+	for _, dir := range []string{ociDir, filepath.Join(d, "oci-one")} {
+		if err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Chmod(p, fi.Mode().Perm()|0o555)
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tag, err := name.NewTag("hostos/test:1")
 	if err != nil {
@@ -126,6 +146,7 @@ func TestSources(t *testing.T) {
 		{"rootfs.tar.xz", tree.KindTar, false},
 		{"rootfs.tar.zstd", tree.KindTar, false},
 		{"oci", tree.KindOCI, true},
+		{"oci-one", tree.KindOCI, false},
 		{"docker.tar", tree.KindDockerArchive, true},
 		{"rootdir", tree.KindDir, false},
 		{"source.ext4", tree.KindExt4, false},
