@@ -17,7 +17,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/hostos/hostos/rootfs/tree"
 )
@@ -31,6 +33,20 @@ func tarBytes(t *testing.T, entries []entry) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// readableByAll lets every user read and walk dir, an OCI layout that layout.Write made private to its
+// writer: the builder is another user.
+func readableByAll(t *testing.T, dir string) {
+	t.Helper()
+	if err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chmod(p, fi.Mode().Perm()|0o555)
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // layerOf is a layer holding entries.
@@ -93,17 +109,8 @@ func TestSources(t *testing.T) {
 	if err := onePath.AppendImage(one); err != nil {
 		t.Fatal(err)
 	}
-	// layout.Write keeps blobs private to their writer; the builder is another user.
-	for _, dir := range []string{ociDir, filepath.Join(d, "oci-one")} {
-		if err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-			if err != nil {
-				return err
-			}
-			return os.Chmod(p, fi.Mode().Perm()|0o555)
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	readableByAll(t, ociDir)
+	readableByAll(t, filepath.Join(d, "oci-one"))
 	tag, err := name.NewTag("hostos/test:1")
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +206,34 @@ func TestSourceErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeTar(t, filepath.Join(d, "escape.tar"), "gzip", []entry{file("../../etc/evil", 0o644, 0, 0, "x")})
+	// An OCI layout of one uncompressed layer, a byte of a file in it changed: still a well-formed tar,
+	// whose digest no longer matches: staging it fails.
+	layer := static.NewLayer(tarBytes(t, []entry{dir("etc/", 0o755, 0, 0), file("etc/marker", 0o644, 0, 0, "two")}), types.OCIUncompressedLayer)
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, err := layout.Write(filepath.Join(d, "tampered.oci"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	ld, err := layer.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := filepath.Join(d, "tampered.oci", "blobs", ld.Algorithm, ld.Hex)
+	b, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[bytes.Index(b, []byte("two"))] = 'T'
+	if err := os.WriteFile(blob, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	readableByAll(t, filepath.Join(d, "tampered.oci"))
 	tests := []struct {
 		src, want string
 	}{
@@ -206,6 +241,7 @@ func TestSourceErrors(t *testing.T) {
 		{"unreadable.tar", "permission denied"},
 		{"junk", "unknown format"},
 		{"escape.tar", "unsafe path"},
+		{"tampered.oci", "its bytes hash to " + ld.String()[:7]},
 	}
 	for _, tc := range tests {
 		t.Run(tc.src, func(t *testing.T) {
