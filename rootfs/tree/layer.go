@@ -137,8 +137,9 @@ func newDigest(d v1.Hash) hash.Hash {
 	return nil
 }
 
-// whiteout tells an entry that hides a lower layer's: a whiteout file or an opaque directory marker.
-func whiteout(name string) bool {
+// Whiteout tells an image layer's entry that hides a lower layer's: a whiteout file or an opaque
+// directory marker.
+func Whiteout(name string) bool {
 	return strings.HasPrefix(path.Base(name), ".wh.")
 }
 

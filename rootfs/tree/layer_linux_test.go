@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,6 +166,37 @@ func TestStageOneLayerImages(t *testing.T) {
 				t.Fatal(err)
 			}
 			sameStaged(t, st, want, wantFixups)
+
+			// Open reads the same layer, whiteout entries and all.
+			kind, err := Detect(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, err := Open(src, kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			tr := tar.NewReader(rc)
+			var names []string
+			for {
+				h, err := tr.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, h.Name)
+			}
+			if len(names) != len(withWhiteouts) {
+				t.Fatalf("Open: %d entries, want the layer's %d", len(names), len(withWhiteouts))
+			}
+			for i, e := range withWhiteouts {
+				if names[i] != e.hdr.Name {
+					t.Errorf("Open: entry %d is %q, want %q", i, names[i], e.hdr.Name)
+				}
+			}
 			if done != s.size || total != s.size {
 				t.Errorf("progress %d of %d, want %d of %d", done, total, s.size, s.size)
 			}

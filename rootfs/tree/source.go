@@ -21,10 +21,10 @@ import (
 
 // Open opens the archive src of the kind Detect told (a plain or compressed tar, an OCI image layout of
 // one image or of a linux/amd64 one, a docker save archive) as the one tar stream Stage reads:
-// decompressed, an image's layers flattened with their whiteouts applied. It lets a caller look at what
-// Stage would write, such as the entries and bytes of a root filesystem, before anything is written.
-// (Stage reads an image of one layer as its layer's tar archive instead, where a name given twice takes
-// the later entry and no link is dropped: see layer.go.)
+// decompressed, an image's layers flattened with their whiteouts applied, or the layer of an image of one
+// layer as it is, whose whiteout entries (Whiteout tells them) Stage leaves out. It lets a caller look
+// at what Stage would write, such as the entries and bytes of a root filesystem, before anything is
+// written.
 func Open(src string, kind Kind) (io.ReadCloser, error) {
 	switch kind {
 	case KindTar:
@@ -186,13 +186,28 @@ func (t *toolReader) Close() error {
 	return t.out.Close()
 }
 
-// openImage flattens an OCI image layout or docker save archive into one tar stream, whiteouts applied.
+// openImage flattens an OCI image layout or docker save archive into one tar stream, whiteouts applied;
+// the stream of an image of one layer is its layer, read as a tar archive is (layer.go), with the
+// whiteout entries that hide nothing in it.
 func openImage(src string, kind Kind) (io.ReadCloser, error) {
 	img, err := loadImage(src, kind)
 	if err != nil {
 		return nil, err
 	}
-	return flatten(img), nil
+	l, err := oneLayer(src, kind, img)
+	switch {
+	case err != nil:
+		return nil, err
+	case l == nil:
+		return flatten(img), nil
+	case l.path != src:
+		return openTar(l.path, nil) // the blob file of an OCI layout
+	}
+	f, err := os.Open(src) // a plain member of a docker save archive
+	if err != nil {
+		return nil, fmt.Errorf("docker archive %s: %w", src, err)
+	}
+	return &archiveFile{Reader: bufio.NewReaderSize(io.NewSectionReader(f, l.off, l.size), 1<<20), f: f, closeFn: func() error { return nil }}, nil
 }
 
 // loadImage opens the image of an OCI layout or a docker save archive.

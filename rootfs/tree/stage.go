@@ -134,7 +134,7 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
 		}
-		if kind != KindTar && whiteout(h.Name) {
+		if kind != KindTar && Whiteout(h.Name) {
 			continue
 		}
 		if used += stagedBytes(h); room > 0 && used > room {

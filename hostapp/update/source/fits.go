@@ -47,7 +47,7 @@ func checkFits(ctx context.Context, src string, kind tree.Kind, size int64, prog
 		if n%4096 == 0 {
 			progress("check root filesystem size", int64(n), 0)
 		}
-		if h.Typeflag == tar.TypeXGlobalHeader {
+		if h.Typeflag == tar.TypeXGlobalHeader || kind != tree.KindTar && tree.Whiteout(h.Name) {
 			continue
 		}
 		name := path.Clean("/" + strings.TrimPrefix(h.Name, "./"))
