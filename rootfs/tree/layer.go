@@ -64,6 +64,10 @@ func oneLayer(src string, kind Kind, img v1.Image) (*imageLayer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("OCI layout %s: layer %s: %w", src, d.Digest, err)
 		}
+		if !fi.Mode().IsRegular() {
+			// A fifo or a device would never end, or never start.
+			return nil, fmt.Errorf("OCI layout %s: layer %s is no regular file (%s)", src, d.Digest, fi.Mode().Type())
+		}
 		if fi.Size() != d.Size {
 			return nil, fmt.Errorf("OCI layout %s: layer %s holds %d bytes, its manifest says %d", src, d.Digest, fi.Size(), d.Size)
 		}

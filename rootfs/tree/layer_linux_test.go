@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -142,6 +143,15 @@ func TestStageOneLayerImages(t *testing.T) {
 			}
 			return p
 		}, 0, "hash to sha256:" + sha(tampered)},
+		{"oci-fifo", func(dir string) string {
+			p := oci(raw, "application/vnd.oci.image.layer.v1.tar")(dir)
+			blob := filepath.Join(p, "blobs", "sha256", sha(raw))
+			os.Remove(blob)
+			if err := syscall.Mkfifo(blob, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, 0, "is no regular file"},
 		{"oci-short", func(dir string) string {
 			p := oci(raw, "application/vnd.oci.image.layer.v1.tar")(dir)
 			if err := os.Truncate(filepath.Join(p, "blobs", "sha256", sha(raw)), int64(len(raw)-512)); err != nil {
