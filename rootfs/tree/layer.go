@@ -20,83 +20,99 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// A root filesystem exported as an image (docker export then import, a Yocto OCI image, buildah from
-// scratch) has one layer. Its layer is a tar archive lying in a file: the blob of an OCI layout, or an
-// uncompressed member of a docker save archive. Stage reads that region of the file as it reads a tar
+// An image's layers are tar archives lying in files: the blobs of an OCI layout, or the uncompressed
+// members of a docker save archive. Stage reads each layer's region of its file as it reads a tar
 // archive, through the same fast paths (the kernel copying file bodies of a plain tar, igzip, a
 // decompressor read ahead), instead of go-containerregistry's flattening, which decompresses in this
-// process and writes the whole stream once more through a pipe. The layer's bytes are hashed on the
-// way, on a core of their own, and staging fails unless they have the digest the image names.
+// process and writes the whole stream once more through a pipe. Each layer's bytes are hashed on the
+// way, on a core of their own, and staging fails unless they have the digest the image names. An image
+// with a layer elsewhere (a foreign layer, a compressed member of a docker save archive) is flattened.
 //
-// In a single layer, whiteout entries hide nothing: Stage leaves them out, as the flattening does. The
-// rest is staged as the tar archive's entries are: a name given twice takes the later entry, and a
-// relative link climbing out of the root is kept (the stager follows no link, and on the device ".."
-// of the root is the root).
+// The layers are applied lowest first, each over what those below staged, as docker applies them: a
+// name replaces the same name below (a directory over a directory takes the new owner, mode and time
+// and keeps what is under it); a whiteout entry ".wh.NAME" removes NAME as staged by a lower layer, and
+// an opaque marker ".wh..wh..opq" everything lower layers staged under its directory, wherever the entry
+// comes in its layer. In the lowest layer whiteouts hide nothing and are left out. Within a layer the
+// entries are staged as a tar archive's are: a name given twice takes the later entry, and a relative
+// link climbing out of the root is kept (the stager follows no link, and on the device ".." of the root
+// is the root). Where the flattening differs: it keeps a name's first entry in a layer, drops links
+// climbing out, and points a hard link at the file that replaced its target in an upper layer, where
+// docker and an overlay mount keep the old inode.
 
-// imageLayer is the region of a file holding the one layer of an image, and the digest of its bytes.
+// imageLayer is the region of a file holding a layer of an image, and the digest of its bytes.
 type imageLayer struct {
 	path      string
 	off, size int64
 	digest    v1.Hash
 }
 
-// oneLayer finds the layer of img, an image opened from src, when it is its only one and lies whole in
-// a file Stage can read; nil otherwise, and then the image is flattened.
-func oneLayer(src string, kind Kind, img v1.Image) (*imageLayer, error) {
+// imageLayers finds the layers of img, an image opened from src, lowest first, when each lies whole in a
+// file Stage can read; nil otherwise, and then the image is flattened.
+func imageLayers(src string, kind Kind, img v1.Image) ([]*imageLayer, error) {
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", kind, src, err)
 	}
-	if len(layers) != 1 {
+	if len(layers) == 0 {
 		return nil, nil
 	}
 	if kind == KindOCI {
 		m, err := img.Manifest()
-		if err != nil || len(m.Layers) != 1 {
+		if err != nil || len(m.Layers) != len(layers) {
 			return nil, nil
 		}
-		d := m.Layers[0]
-		if newDigest(d.Digest) == nil || len(d.URLs) > 0 {
-			return nil, nil
+		var out []*imageLayer
+		for _, d := range m.Layers {
+			if newDigest(d.Digest) == nil || len(d.URLs) > 0 {
+				return nil, nil
+			}
+			p := filepath.Join(src, "blobs", d.Digest.Algorithm, d.Digest.Hex)
+			fi, err := os.Stat(p)
+			if err != nil {
+				return nil, fmt.Errorf("OCI layout %s: layer %s: %w", src, d.Digest, err)
+			}
+			if !fi.Mode().IsRegular() {
+				// A fifo or a device would never end, or never start.
+				return nil, fmt.Errorf("OCI layout %s: layer %s is no regular file (%s)", src, d.Digest, fi.Mode().Type())
+			}
+			if fi.Size() != d.Size {
+				return nil, fmt.Errorf("OCI layout %s: layer %s holds %d bytes, its manifest says %d", src, d.Digest, fi.Size(), d.Size)
+			}
+			out = append(out, &imageLayer{path: p, size: d.Size, digest: d.Digest})
 		}
-		p := filepath.Join(src, "blobs", d.Digest.Algorithm, d.Digest.Hex)
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("OCI layout %s: layer %s: %w", src, d.Digest, err)
-		}
-		if !fi.Mode().IsRegular() {
-			// A fifo or a device would never end, or never start.
-			return nil, fmt.Errorf("OCI layout %s: layer %s is no regular file (%s)", src, d.Digest, fi.Mode().Type())
-		}
-		if fi.Size() != d.Size {
-			return nil, fmt.Errorf("OCI layout %s: layer %s holds %d bytes, its manifest says %d", src, d.Digest, fi.Size(), d.Size)
-		}
-		return &imageLayer{path: p, size: d.Size, digest: d.Digest}, nil
+		return out, nil
 	}
 	cfg, err := img.ConfigFile()
-	if err != nil || len(cfg.RootFS.DiffIDs) != 1 || newDigest(cfg.RootFS.DiffIDs[0]) == nil {
+	if err != nil || len(cfg.RootFS.DiffIDs) != len(layers) {
 		return nil, nil
 	}
 	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(src) })
-	if err != nil || len(m) != 1 || len(m[0].Layers) != 1 {
+	if err != nil || len(m) != 1 || len(m[0].Layers) != len(layers) {
 		return nil, nil
 	}
-	off, size, err := memberRegion(src, m[0].Layers[0])
-	if err != nil || size <= 0 {
+	regions, err := memberRegions(src, m[0].Layers)
+	if err != nil || regions == nil {
 		return nil, err
 	}
-	l := &imageLayer{path: src, off: off, size: size, digest: cfg.RootFS.DiffIDs[0]}
-	head := make([]byte, len(magicXz))
 	f, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("docker archive %s: %w", src, err)
 	}
 	defer f.Close()
-	n, _ := f.ReadAt(head[:min(int64(len(head)), size)], off)
-	if compressedHead(head[:n]) {
-		return nil, nil
+	var out []*imageLayer
+	for i, r := range regions {
+		d := cfg.RootFS.DiffIDs[i]
+		if newDigest(d) == nil {
+			return nil, nil
+		}
+		head := make([]byte, len(magicXz))
+		n, _ := f.ReadAt(head[:min(int64(len(head)), r[1])], r[0])
+		if compressedHead(head[:n]) {
+			return nil, nil
+		}
+		out = append(out, &imageLayer{path: src, off: r[0], size: r[1], digest: d})
 	}
-	return l, nil
+	return out, nil
 }
 
 // compressedHead tells a stream that starts as a gzip, xz or zstd one does.
@@ -104,30 +120,41 @@ func compressedHead(head []byte) bool {
 	return bytes.HasPrefix(head, magicGzip) || bytes.HasPrefix(head, magicXz) || bytes.HasPrefix(head, magicZstd)
 }
 
-// memberRegion finds the regular file name in the tar archive src: the offset and size of its body; a
-// size of -1 when it is a link, which the flattening follows, or no plain file.
-func memberRegion(src, name string) (int64, int64, error) {
+// memberRegions finds the regular files names in the tar archive src: the offset and size of each's
+// body; nil when one is a link (which the flattening follows), empty, or no plain file.
+func memberRegions(src string, names []string) ([][2]int64, error) {
 	f, err := os.Open(src)
 	if err != nil {
-		return 0, 0, fmt.Errorf("docker archive %s: %w", src, err)
+		return nil, fmt.Errorf("docker archive %s: %w", src, err)
 	}
 	defer f.Close()
+	regions := map[string][2]int64{}
+	for _, n := range names {
+		regions[path.Clean(n)] = [2]int64{-1, -1}
+	}
+	left := len(regions)
 	r := &skipReader{f: f, buf: make([]byte, 16<<10)}
 	tr := tar.NewReader(r)
-	want := path.Clean(name)
-	for {
+	for left > 0 {
 		h, err := tr.Next()
 		if err != nil {
-			return 0, 0, fmt.Errorf("docker archive %s: layer %s: %w", src, name, err)
+			return nil, fmt.Errorf("docker archive %s: layers %v: %w", src, names, err)
 		}
-		if path.Clean(h.Name) != want {
+		name := path.Clean(h.Name)
+		if reg, ok := regions[name]; !ok || reg[0] >= 0 {
 			continue
 		}
-		if (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) || sparse(h) {
-			return 0, -1, nil
+		if (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) || sparse(h) || h.Size == 0 {
+			return nil, nil
 		}
-		return r.pos, h.Size, nil
+		regions[name] = [2]int64{r.pos, h.Size}
+		left--
 	}
+	out := make([][2]int64, len(names))
+	for i, n := range names {
+		out[i] = regions[path.Clean(n)]
+	}
+	return out, nil
 }
 
 // newDigest is the hash of the algorithm of d, nil for one Stage cannot check.
@@ -141,10 +168,16 @@ func newDigest(d v1.Hash) hash.Hash {
 	return nil
 }
 
+// The names of whiteout entries, as the OCI image spec and docker write them.
+const (
+	whiteoutPrefix = ".wh."
+	opaqueMarker   = ".wh..wh..opq"
+)
+
 // Whiteout tells an image layer's entry that hides a lower layer's: a whiteout file or an opaque
 // directory marker.
 func Whiteout(name string) bool {
-	return strings.HasPrefix(path.Base(name), ".wh.")
+	return strings.HasPrefix(path.Base(name), whiteoutPrefix)
 }
 
 // verify hashes the layer's bytes in a goroutine, from a file of its own. wait waits for it and tells

@@ -51,7 +51,7 @@ func openHead(src string) (*os.File, []byte, error) {
 }
 
 // openTar opens a plain or compressed tar archive; progress, when not nil, is told the bytes of the file
-// read so far and its size. A compressed stream is decompressed ahead of its reader, on another core:
+// read so far (its total is the caller's to set, before: a decoder may read ahead at once). A compressed stream is decompressed ahead of its reader, on another core:
 // by a program (igzip, xz) reading the file itself where one is installed, else in this process.
 func openTar(src string, progress *progressReader) (io.ReadCloser, error) {
 	f, head, err := openHead(src)
@@ -59,12 +59,7 @@ func openTar(src string, progress *progressReader) (io.ReadCloser, error) {
 		return nil, err
 	}
 	if progress != nil {
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("tar archive %s: %w", src, err)
-		}
-		progress.r, progress.total = f, fi.Size()
+		progress.r = f
 	}
 	var format string
 	var args []string
@@ -194,20 +189,23 @@ func openImage(src string, kind Kind) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := oneLayer(src, kind, img)
-	switch {
-	case err != nil:
+	layers, err := imageLayers(src, kind, img)
+	if err != nil {
 		return nil, err
-	case l == nil:
+	}
+	if len(layers) != 1 {
 		return flatten(img), nil
+	}
+	switch l := layers[0]; {
 	case l.path != src:
 		return openTar(l.path, nil) // the blob file of an OCI layout
+	default:
+		f, err := os.Open(src) // a plain member of a docker save archive
+		if err != nil {
+			return nil, fmt.Errorf("docker archive %s: %w", src, err)
+		}
+		return &archiveFile{Reader: bufio.NewReaderSize(io.NewSectionReader(f, l.off, l.size), 1<<20), f: f, closeFn: func() error { return nil }}, nil
 	}
-	f, err := os.Open(src) // a plain member of a docker save archive
-	if err != nil {
-		return nil, fmt.Errorf("docker archive %s: %w", src, err)
-	}
-	return &archiveFile{Reader: bufio.NewReaderSize(io.NewSectionReader(f, l.off, l.size), 1<<20), f: f, closeFn: func() error { return nil }}, nil
 }
 
 // loadImage opens the image of an OCI layout or a docker save archive.

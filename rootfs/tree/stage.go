@@ -11,8 +11,6 @@ import (
 	"path"
 	"strings"
 	"time"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // ErrUnsafePath is returned for an archive entry that would land outside the root.
@@ -43,59 +41,131 @@ func StageKind(ctx context.Context, src string, kind Kind, dir string, progress 
 // counts them: each entry's inode and name, and each regular file's body in whole pages. It fails with
 // an error wrapping ErrNoRoom before writing the entry that would take more.
 func StageWithin(ctx context.Context, src string, kind Kind, dir string, room int64, progress func(done, total int64)) (*Staged, error) {
-	var rc io.ReadCloser
-	var err error
 	var p *progressReader
 	if progress != nil {
 		p = &progressReader{fn: progress}
 	}
 	// A plain tar is read straight from its file: its headers through a skipReader, and its file bodies,
-	// offered to the stager as a fileBody, copied from the file by the kernel. So is the one layer of
-	// an image, a tar archive in a file region from base (layer.go), whose bytes are hashed meanwhile.
-	var plain *skipReader
-	var base int64
-	var layer *imageLayer
+	// offered to the stager as a fileBody, copied from the file by the kernel. So are the layers of an
+	// image, tar archives in file regions (layer.go), lowest first, whose bytes are hashed meanwhile.
+	// An image whose layers are not all in such regions is flattened into one stream.
+	var layers []*imageLayer
+	var flat io.ReadCloser
 	switch kind {
 	case KindTar:
-		rc, plain, err = openTarRegion(src, 0, 0, p)
+		layers = []*imageLayer{{path: src}}
 	case KindOCI, KindDockerArchive:
-		var img v1.Image
-		if img, err = loadImage(src, kind); err == nil {
-			layer, err = oneLayer(src, kind, img)
+		img, err := loadImage(src, kind)
+		if err != nil {
+			return nil, err
 		}
-		switch {
-		case err != nil:
-		case layer != nil:
-			rc, plain, err = openTarRegion(layer.path, layer.off, layer.size, p)
-			base = layer.off
-		default:
-			rc = flatten(img)
-			if p != nil {
-				p.r = rc
-			}
+		if layers, err = imageLayers(src, kind, img); err != nil {
+			return nil, err
+		}
+		if layers == nil {
+			flat = flatten(img)
+			defer flat.Close()
 		}
 	default:
 		return nil, fmt.Errorf("stage %s: a %s source is used as it is, not staged", src, kind)
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	var verified func() error
-	if layer != nil {
-		var stop func()
-		verified, stop = layer.verify()
-		defer stop()
-	}
-	var r io.Reader = rc
-	if p != nil && kind != KindTar && layer == nil {
-		r = p
+	if p != nil {
+		for _, l := range layers {
+			p.total += l.size
+		}
+		if kind == KindTar {
+			if fi, err := os.Stat(src); err == nil {
+				p.total = fi.Size()
+			}
+		}
 	}
 	s, err := newStager(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
+	g := &staging{ctx: ctx, src: src, kind: kind, s: s, room: room, p: p}
+	if flat != nil {
+		if p != nil {
+			p.r = flat
+		}
+		err = g.stream(flat, nil, nil)
+	}
+	for i, l := range layers {
+		s.layer = i
+		if err = g.layer(l); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p != nil {
+		p.report()
+	}
+	st, err := s.finish()
+	if err != nil {
+		return nil, fmt.Errorf("stage %s: %w", src, err)
+	}
+	return st, nil
+}
+
+// staging is what StageWithin stages from, and how far it got.
+type staging struct {
+	ctx  context.Context
+	src  string
+	kind Kind
+	s    *stager
+	room int64
+	p    *progressReader
+	used int64 // bytes staged, as stagedBytes counts them, removed ones included (see stager.freed)
+	done int64 // bytes of the layers before the current one, for the progress
+}
+
+// layer stages the tar archive of l (the whole file of a plain or compressed tar, an OCI blob, a region
+// of a docker save archive), and checks its digest when it has one.
+func (g *staging) layer(l *imageLayer) error {
+	rc, plain, err := openTarRegion(l.path, l.off, l.size, g.p)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var verified func() error
+	if l.digest.Hex != "" {
+		var stop func()
+		verified, stop = l.verify()
+		defer stop()
+	}
+	if err := g.stream(rc, plain, l); err != nil {
+		return err
+	}
+	if verified != nil {
+		if err := verified(); err != nil {
+			return fmt.Errorf("stage %s: %w", g.src, err)
+		}
+	}
+	if g.p != nil {
+		// A tar archive given as a file ends where its stream ended; a layer, at its size.
+		if l.size > 0 {
+			g.p.done = g.done + l.size
+		}
+		g.done = g.p.done
+	}
+	return nil
+}
+
+// stream stages the tar stream rc: read by the skipReader plain when it is a plain tar in a file, the
+// region of l (nil for a flattened image).
+func (g *staging) stream(rc io.ReadCloser, plain *skipReader, l *imageLayer) error {
+	p, s, src := g.p, g.s, g.src
+	var base int64
+	if l != nil {
+		base = l.off
+	}
+	var r io.Reader = rc
+	if p != nil && l == nil {
+		r = p
+	}
 	// The tar headers are small reads: buffer them, and the file bodies that come with them. A
 	// decompressed stream (a streamReader, on Linux) buffers them itself, and writes the bodies for the
 	// stager from its buffers: a streamBody. A file that a program decompresses tells the progress by
@@ -120,25 +190,32 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 	default:
 		tr = tar.NewReader(bufio.NewReaderSize(r, 1<<20))
 	}
-	var used, streamed, looked int64
+	var streamed, looked int64
 	var body fileBody
 	var sbody streamBody
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("stage %s: %w", src, err)
+		if err := g.ctx.Err(); err != nil {
+			return fmt.Errorf("stage %s: %w", src, err)
 		}
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
+			return fmt.Errorf("stage %s: read archive: %w", src, err)
 		}
-		if kind != KindTar && Whiteout(h.Name) {
+		if g.kind != KindTar && Whiteout(h.Name) {
+			// In the lowest layer, a whiteout hides nothing; above, it removes what it hides.
+			if s.layer > 0 {
+				if err := s.whiteout(h); err != nil {
+					return fmt.Errorf("stage %s: %w", src, err)
+				}
+			}
 			continue
 		}
-		if used += stagedBytes(h); room > 0 && used > room {
-			return nil, fmt.Errorf("stage %s: %d MiB staged and more to come: %w", src, used>>20, ErrNoRoom)
+		// What a later entry or layer replaced or whited out no longer takes room.
+		if g.used += stagedBytes(h); g.room > 0 && g.used-s.freed > g.room {
+			return fmt.Errorf("stage %s: %d MiB staged and more to come: %w", src, g.used>>20, ErrNoRoom)
 		}
 		var br io.Reader = tr
 		if plain != nil && (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA) && !sparse(h) {
@@ -150,43 +227,33 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 			br = &sbody
 		}
 		if err := s.add(h, br); err != nil {
-			return nil, fmt.Errorf("stage %s: %w", src, err)
+			return fmt.Errorf("stage %s: %w", src, err)
 		}
 		if plain != nil && p != nil {
-			if p.done = plain.pos - base; p.done-p.last >= progressStep {
+			if p.done = g.done + plain.pos - base; p.done-p.last >= progressStep {
 				p.report()
 			}
 		}
 		if streamed += h.Size; shared != nil && streamed-looked >= progressStep {
 			looked = streamed
-			if p.done = shared.offset(); p.done-p.last >= progressStep {
+			if p.done = g.done + shared.offset(); p.done-p.last >= progressStep {
 				p.report()
 			}
 		}
 	}
 	// Drain what follows the end-of-archive marker so compressed streams are checked to their end.
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return nil, fmt.Errorf("stage %s: read archive: %w", src, err)
-	}
-	if verified != nil {
-		if err := verified(); err != nil {
-			return nil, fmt.Errorf("stage %s: %w", src, err)
-		}
+		return fmt.Errorf("stage %s: read archive: %w", src, err)
 	}
 	if p != nil {
 		if plain != nil {
-			p.done = plain.pos - base
+			p.done = g.done + plain.pos - base
 		}
 		if shared != nil {
-			p.done = shared.offset()
+			p.done = g.done + shared.offset()
 		}
-		p.report()
 	}
-	st, err := s.finish()
-	if err != nil {
-		return nil, fmt.Errorf("stage %s: %w", src, err)
-	}
-	return st, nil
+	return nil
 }
 
 // fileBody is the body of a regular file of a plain tar: the reader of the entry, and where its Size
@@ -234,7 +301,7 @@ func (p plainTar) Close() error { return p.f.Close() }
 
 // openTarRegion opens the tar archive src, or the one in its size bytes from off when size is not 0 (a
 // layer in a docker save archive, never compressed): an uncompressed one to be read from its file by the
-// skipReader returned, a compressed one by openTar; progress, when not nil, is told its size.
+// skipReader returned, a compressed one by openTar, which tells progress, when not nil, what it reads.
 func openTarRegion(src string, off, size int64, progress *progressReader) (io.ReadCloser, *skipReader, error) {
 	f, head, err := openHead(src)
 	if err != nil {
@@ -248,21 +315,22 @@ func openTarRegion(src string, off, size int64, progress *progressReader) (io.Re
 	plain := &skipReader{f: f, buf: make([]byte, 32<<10), pos: off}
 	if size > 0 {
 		plain.end = off + size
-	} else if fi, err := f.Stat(); err == nil {
-		size = fi.Size()
-	}
-	if progress != nil {
-		progress.total = size
 	}
 	return plainTar{plain, f}, plain, nil
 }
 
 // stagedBytes is what the entry h takes in a tmpfs, about: its inode and name, and its body in pages.
 func stagedBytes(h *tar.Header) int64 {
+	return stagedSize(h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA, h.Size)
+}
+
+// stagedSize is what an entry takes in a tmpfs, about: its inode and name, and a regular file's size
+// bytes in pages.
+func stagedSize(regular bool, size int64) int64 {
 	const inode, page = 1 << 10, 4 << 10
 	n := int64(inode)
-	if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA {
-		n += (h.Size + page - 1) / page * page
+	if regular {
+		n += (size + page - 1) / page * page
 	}
 	return n
 }

@@ -34,6 +34,8 @@ type node struct {
 	settled          bool
 	diskUID, diskGID uint32
 	diskMode         uint32
+	// layer is the index of the image layer that staged the path, lowest first (0 for a tar archive).
+	layer int
 }
 
 func (n *node) staged() bool { return n.typ != tar.TypeChar && n.typ != tar.TypeBlock }
@@ -52,6 +54,10 @@ type stager struct {
 	// umask is the process's file mode creation mask: a file created with a mode it does not clear needs
 	// no chmod afterwards. It is 0o7777 when unknown.
 	umask uint32
+	// layer is the index of the image layer being staged, lowest first.
+	layer int
+	// freed counts what the paths removed since took, as stagedSize counts it.
+	freed int64
 }
 
 // maxOpenDirs bounds the directory descriptors a stager keeps open: archives list a directory's entries
@@ -130,6 +136,9 @@ func (s *stager) forget(name string) {
 		s.forget(k)
 	}
 	delete(s.kids, name)
+	if n := s.nodes[name]; n != nil {
+		s.freed += stagedSize(n.typ == tar.TypeReg, n.size)
+	}
 	delete(s.nodes, name)
 	if name != "" {
 		dir, _ := split(name)
@@ -176,7 +185,7 @@ func (s *stager) dirFD(dir, name string, mtime time.Time) (int, error) {
 	fd, err := unix.Openat(pfd, base, flags, 0)
 	if errors.Is(err, unix.ENOENT) {
 		if err = unix.Mkdirat(pfd, base, 0o700); err == nil {
-			s.set(dir, &node{typ: tar.TypeDir, perm: 0o755, mtime: mtime})
+			s.set(dir, &node{typ: tar.TypeDir, perm: 0o755, mtime: mtime, layer: s.layer})
 			fd, err = unix.Openat(pfd, base, flags, 0)
 		}
 	}
@@ -235,6 +244,7 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 		return err
 	}
 	n := metaOf(h)
+	n.layer = s.layer
 	if h.ModTime.After(s.newest) {
 		s.newest = h.ModTime
 	}
@@ -260,18 +270,9 @@ func (s *stager) add(h *tar.Header, r io.Reader) error {
 			s.set(name, n)
 			return nil
 		}
-		if exists {
-			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				s.dropDirs(name)
-				err = os.RemoveAll(filepath.Join(s.dir, filepath.FromSlash(name)))
-			} else {
-				err = unix.Unlinkat(pfd, base, 0)
-			}
-			if err != nil {
-				return fmt.Errorf("entry %q: replace: %w", h.Name, err)
-			}
+		if err := s.remove(pfd, base, name); err != nil {
+			return fmt.Errorf("entry %q: replace: %w", h.Name, err)
 		}
-		s.forget(name)
 	}
 
 	switch n.typ {
@@ -453,6 +454,79 @@ func (s *stager) writeBody(fd int, r io.Reader, size int64) error {
 }
 
 // finish sets the staged modes and times and computes the counts and the fixups.
+// remove removes the staged path name, base in the directory pfd, with everything under it, and its
+// wanted state.
+func (s *stager) remove(pfd int, base, name string) error {
+	var st unix.Stat_t
+	if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		var err error
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			s.dropDirs(name)
+			err = os.RemoveAll(filepath.Join(s.dir, filepath.FromSlash(name)))
+		} else {
+			err = unix.Unlinkat(pfd, base, 0)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	s.forget(name)
+	return nil
+}
+
+// whiteout removes what the whiteout entry h of the layer being staged hides in the layers below: the
+// name it whites out, or, for an opaque directory marker, everything under its directory that a lower
+// layer staged. What the entry's own layer staged stays, wherever the entry comes in the layer.
+func (s *stager) whiteout(h *tar.Header) error {
+	name, err := CleanName(h.Name)
+	if err != nil {
+		return err
+	}
+	dir, base := split(name)
+	if d, ok := s.nodes[dir]; dir != "" && (!ok || d.typ != tar.TypeDir) {
+		return nil // nothing staged there to hide
+	}
+	if base == opaqueMarker {
+		return s.hideLower(dir)
+	}
+	hidden := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
+	if n, ok := s.nodes[hidden]; !ok || n.layer == s.layer || hidden == dir {
+		return nil
+	}
+	return s.removeName(hidden)
+}
+
+// hideLower removes what lower layers staged under the directory dir, keeping what this layer did.
+func (s *stager) hideLower(dir string) error {
+	for k := range s.kids[dir] {
+		n := s.nodes[k]
+		switch {
+		case n == nil:
+		case n.layer < s.layer:
+			if err := s.removeName(k); err != nil {
+				return err
+			}
+		case n.typ == tar.TypeDir:
+			if err := s.hideLower(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// removeName is remove of a staged path by its name alone.
+func (s *stager) removeName(name string) error {
+	pfd, base, err := s.parent(name, time.Time{})
+	if err != nil {
+		return err
+	}
+	if err := s.remove(pfd, base, name); err != nil {
+		return fmt.Errorf("remove %q: %w", name, err)
+	}
+	return nil
+}
+
 func (s *stager) finish() (*Staged, error) {
 	if _, ok := s.nodes[""]; !ok {
 		s.set("", &node{typ: tar.TypeDir, perm: 0o755, mtime: s.newest})

@@ -75,6 +75,15 @@ func TestStageWithinRoom(t *testing.T) {
 	if st.Files != 3 {
 		t.Errorf("Files %d, want 3", st.Files)
 	}
+
+	// What a later entry replaces takes no room any more: 64 KiB replaced by a byte, then 64 KiB more,
+	// fit in 100 KiB (the three entries' sum does not).
+	replaced := filepath.Join(d, "replaced.tar")
+	writeTar(t, replaced, []entry{big, reg("big", "z"), reg("big2", string(make([]byte, 64<<10)))})
+	stage = filepath.Join(d, "stage-replaced")
+	if _, err := StageWithin(context.Background(), replaced, KindTar, stage, 100<<10, nil); err != nil {
+		t.Fatalf("StageWithin 100 KiB of 64 KiB replaced and 64 KiB: %v", err)
+	}
 }
 
 // A plain tar's large bodies are copied from the archive by the kernel, the small ones read with the
