@@ -369,6 +369,18 @@ func TestStageLayeredImages(t *testing.T) {
 		})
 	}
 
+	// A whiteout naming its own directory or the one above is refused, whatever it would hide.
+	for _, name := range []string{"etc/.wh...", "etc/.wh..", "etc/.wh."} {
+		hostile := tarOf(t, []entry{reg(name, "")})
+		p := filepath.Join(d, "hostile.tar")
+		writeDockerSaveLayers(t, p, [][]byte{raws[0], hostile}, []string{sha(raws[0]), sha(hostile)})
+		stage := filepath.Join(d, "hostile")
+		if _, err := Stage(context.Background(), p, stage, nil); !errors.Is(err, ErrUnsafePath) {
+			t.Errorf("whiteout %q: error %v, want ErrUnsafePath", name, err)
+		}
+		os.RemoveAll(stage)
+	}
+
 	// The middle layer with a changed byte in a body: its digest fails.
 	tampered := bytes.Clone(raws[1])
 	tampered[bytes.Index(tampered, []byte("added-body"))] = 'A'

@@ -483,14 +483,18 @@ func (s *stager) whiteout(h *tar.Header) error {
 		return err
 	}
 	dir, base := split(name)
+	what := strings.TrimPrefix(base, whiteoutPrefix)
+	if what == "" || what == "." || what == ".." {
+		return fmt.Errorf("entry %q: a whiteout of no name beside it: %w", h.Name, ErrUnsafePath)
+	}
 	if d, ok := s.nodes[dir]; dir != "" && (!ok || d.typ != tar.TypeDir) {
 		return nil // nothing staged there to hide
 	}
 	if base == opaqueMarker {
 		return s.hideLower(dir)
 	}
-	hidden := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
-	if n, ok := s.nodes[hidden]; !ok || n.layer == s.layer || hidden == dir {
+	hidden := path.Join(dir, what)
+	if n, ok := s.nodes[hidden]; !ok || n.layer == s.layer {
 		return nil
 	}
 	return s.removeName(hidden)
