@@ -390,3 +390,71 @@ func TestStageLayeredImages(t *testing.T) {
 		t.Fatalf("tampered middle layer: error %v", err)
 	}
 }
+
+// FuzzStageLayers stages two layers of entries the fuzzer picks from a few names (directories, files,
+// symlinks, hard links, whiteouts and opaque markers, the hostile ones among them) from a docker save
+// archive. Staging may fail, but never panics, never writes outside its directory, and leaves a tree
+// in which every path it counted is there.
+func FuzzStageLayers(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 1, 2, 3, 255, 3, 2, 4, 0, 5, 1})
+	f.Add([]byte{0, 1, 1, 2, 255, 6, 0, 7, 1, 3, 0, 1, 2})
+	names := []string{"a", "a/b", "a/b/c", "d", "d/e", "f", "a/.wh.b", "a/.wh..wh..opq", ".wh.a", "d/.wh..", "a/.wh...", "../x", "a/../../y"}
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 64 {
+			return
+		}
+		var layers [][]entry
+		var cur []entry
+		for i := 0; i+1 < len(ops); i += 2 {
+			if ops[i] == 255 {
+				layers, cur = append(layers, cur), nil
+				i--
+				continue
+			}
+			name := names[int(ops[i+1])%len(names)]
+			switch ops[i] % 5 {
+			case 0:
+				cur = append(cur, dirEntry(name+"/", 0o755, 0))
+			case 1:
+				cur = append(cur, reg(name, name))
+			case 2:
+				cur = append(cur, entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: "../../etc"}})
+			case 3:
+				cur = append(cur, entry{hdr: tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: names[int(ops[i])%len(names)]}})
+			case 4:
+				cur = append(cur, reg(name+"/.wh..wh..opq", ""))
+			}
+		}
+		layers = append(layers, cur)
+		var raws [][]byte
+		var ids []string
+		for _, l := range layers {
+			raw := tarOf(t, l)
+			raws, ids = append(raws, raw), append(ids, sha(raw))
+		}
+		d := t.TempDir()
+		src := filepath.Join(d, "docker.tar")
+		writeDockerSaveLayers(t, src, raws, ids)
+		outer := filepath.Join(d, "outer")
+		if err := os.Mkdir(outer, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		st, err := Stage(context.Background(), src, filepath.Join(outer, "stage"), nil)
+		if got, _ := os.ReadDir(outer); len(got) != 1 || got[0].Name() != "stage" {
+			t.Fatalf("staging wrote beside its directory: %v", got)
+		}
+		if list, _ := os.ReadDir(d); len(list) != 2 {
+			t.Fatalf("staging wrote outside its directory: %v", list)
+		}
+		if err != nil {
+			return
+		}
+		n := 0
+		if err := filepath.Walk(st.Dir, func(string, os.FileInfo, error) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n > st.Entries {
+			t.Errorf("%d paths on disk, %d counted", n, st.Entries)
+		}
+	})
+}
