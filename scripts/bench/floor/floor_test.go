@@ -21,9 +21,6 @@ func golist(t *testing.T, args ...string) []string {
 // the bench builds it): one more would raise the floor, one less would lower it below what hostos
 // must pay.
 func TestImportsMatchHostos(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command to list packages with")
-	}
 	const mod = "github.com/hostos/hostos/"
 	var own []string
 	for _, p := range golist(t, "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "../../../cmd/hostos") {
