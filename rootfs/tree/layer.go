@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -86,31 +87,17 @@ func imageLayers(src string, kind Kind, img v1.Image) ([]*imageLayer, error) {
 	if err != nil || len(cfg.RootFS.DiffIDs) != len(layers) {
 		return nil, nil
 	}
-	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(src) })
-	if err != nil || len(m) != 1 || len(m[0].Layers) != len(layers) {
-		return nil, nil
-	}
-	regions, err := memberRegions(src, m[0].Layers)
-	if err != nil || regions == nil {
+	regions, err := saveLayers(src)
+	if err != nil || len(regions) != len(layers) {
 		return nil, err
 	}
-	f, err := os.Open(src)
-	if err != nil {
-		return nil, fmt.Errorf("docker archive %s: %w", src, err)
-	}
-	defer f.Close()
 	var out []*imageLayer
 	for i, r := range regions {
 		d := cfg.RootFS.DiffIDs[i]
 		if newDigest(d) == nil {
 			return nil, nil
 		}
-		head := make([]byte, len(magicXz))
-		n, _ := f.ReadAt(head[:min(int64(len(head)), r[1])], r[0])
-		if compressedHead(head[:n]) {
-			return nil, nil
-		}
-		out = append(out, &imageLayer{path: src, off: r[0], size: r[1], digest: d})
+		out = append(out, &imageLayer{path: src, off: r.off, size: r.size, digest: d})
 	}
 	return out, nil
 }
@@ -120,42 +107,62 @@ func compressedHead(head []byte) bool {
 	return bytes.HasPrefix(head, magicGzip) || bytes.HasPrefix(head, magicXz) || bytes.HasPrefix(head, magicZstd)
 }
 
-// memberRegions finds the regular files names in the tar archive src: the offset and size of each's
-// body; nil when one is a link (which the flattening follows), empty, or no plain file.
-func memberRegions(src string, names []string) ([][2]int64, error) {
+// region is where a member's body lies in a tar archive.
+type region struct{ off, size int64 }
+
+// saveLayers reads the manifest of the docker save archive src and finds where the layer members it
+// names lie, lowest first, in one walk of its headers; nil when its manifest is not of one image, or a
+// layer is no plain, uncompressed, non-empty member (a link, which the flattening follows, or gzip).
+func saveLayers(src string) ([]region, error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("docker archive %s: %w", src, err)
 	}
 	defer f.Close()
-	regions := map[string][2]int64{}
-	for _, n := range names {
-		regions[path.Clean(n)] = [2]int64{-1, -1}
-	}
-	left := len(regions)
+	members := map[string]region{}
+	var m tarball.Manifest
 	r := &skipReader{f: f, buf: make([]byte, 16<<10)}
 	tr := tar.NewReader(r)
-	for left > 0 {
+	for {
 		h, err := tr.Next()
-		if err != nil {
-			return nil, fmt.Errorf("docker archive %s: layers %v: %w", src, names, err)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		name := path.Clean(h.Name)
-		if reg, ok := regions[name]; !ok || reg[0] >= 0 {
+		if err != nil {
+			return nil, fmt.Errorf("docker archive %s: %w", src, err)
+		}
+		if (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) || sparse(h) {
 			continue
 		}
-		if (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) || sparse(h) || h.Size == 0 {
+		name := path.Clean(h.Name)
+		members[name] = region{r.pos, h.Size}
+		if name == "manifest.json" && h.Size <= maxSaveManifest {
+			if err := json.NewDecoder(tr).Decode(&m); err != nil {
+				return nil, nil // go-containerregistry read it; a stranger one is flattened
+			}
+		}
+	}
+	if len(m) != 1 {
+		return nil, nil
+	}
+	head := make([]byte, len(magicXz))
+	var out []region
+	for _, l := range m[0].Layers {
+		reg, ok := members[path.Clean(l)]
+		if !ok || reg.size == 0 {
 			return nil, nil
 		}
-		regions[name] = [2]int64{r.pos, h.Size}
-		left--
-	}
-	out := make([][2]int64, len(names))
-	for i, n := range names {
-		out[i] = regions[path.Clean(n)]
+		n, _ := f.ReadAt(head[:min(int64(len(head)), reg.size)], reg.off)
+		if compressedHead(head[:n]) {
+			return nil, nil
+		}
+		out = append(out, reg)
 	}
 	return out, nil
 }
+
+// maxSaveManifest bounds the manifest.json of a docker save archive read for its layers' names.
+const maxSaveManifest = 16 << 20
 
 // newDigest is the hash of the algorithm of d, nil for one Stage cannot check.
 func newDigest(d v1.Hash) hash.Hash {

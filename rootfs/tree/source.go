@@ -51,13 +51,19 @@ func openHead(src string) (*os.File, []byte, error) {
 }
 
 // openTar opens a plain or compressed tar archive; progress, when not nil, is told the bytes of the file
-// read so far (its total is the caller's to set, before: a decoder may read ahead at once). A compressed stream is decompressed ahead of its reader, on another core:
-// by a program (igzip, xz) reading the file itself where one is installed, else in this process.
+// read so far (its total is the caller's to set, before: a decoder may read ahead at once). A compressed
+// stream is decompressed ahead of its reader, on another core: by a program (igzip, xz) reading the
+// file itself where one is installed, else in this process.
 func openTar(src string, progress *progressReader) (io.ReadCloser, error) {
 	f, head, err := openHead(src)
 	if err != nil {
 		return nil, err
 	}
+	return openTarFile(src, f, head, progress)
+}
+
+// openTarFile is openTar of the archive src open as f, whose first bytes are head.
+func openTarFile(src string, f *os.File, head []byte, progress *progressReader) (io.ReadCloser, error) {
 	if progress != nil {
 		progress.r = f
 	}

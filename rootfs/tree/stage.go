@@ -54,6 +54,11 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 	switch kind {
 	case KindTar:
 		layers = []*imageLayer{{path: src}}
+		if p != nil {
+			if fi, err := os.Stat(src); err == nil {
+				p.total = fi.Size()
+			}
+		}
 	case KindOCI, KindDockerArchive:
 		img, err := loadImage(src, kind)
 		if err != nil {
@@ -71,12 +76,7 @@ func StageWithin(ctx context.Context, src string, kind Kind, dir string, room in
 	}
 	if p != nil {
 		for _, l := range layers {
-			p.total += l.size
-		}
-		if kind == KindTar {
-			if fi, err := os.Stat(src); err == nil {
-				p.total = fi.Size()
-			}
+			p.total += l.size // 0 for a tar archive, whose size is the total
 		}
 	}
 	s, err := newStager(dir)
@@ -308,8 +308,7 @@ func openTarRegion(src string, off, size int64, progress *progressReader) (io.Re
 		return nil, nil, err
 	}
 	if compressedHead(head) {
-		f.Close()
-		rc, err := openTar(src, progress)
+		rc, err := openTarFile(src, f, head, progress)
 		return rc, nil, err
 	}
 	plain := &skipReader{f: f, buf: make([]byte, 32<<10), pos: off}
