@@ -453,7 +453,6 @@ func (s *stager) writeBody(fd int, r io.Reader, size int64) error {
 	return nil
 }
 
-// finish sets the staged modes and times and computes the counts and the fixups.
 // remove removes the staged path name, base in the directory pfd, with everything under it, and its
 // wanted state.
 func (s *stager) remove(pfd int, base, name string) error {
@@ -531,6 +530,7 @@ func (s *stager) removeName(name string) error {
 	return nil
 }
 
+// finish sets the staged modes and times and computes the counts and the fixups.
 func (s *stager) finish() (*Staged, error) {
 	if _, ok := s.nodes[""]; !ok {
 		s.set("", &node{typ: tar.TypeDir, perm: 0o755, mtime: s.newest})
